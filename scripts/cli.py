@@ -1,0 +1,34 @@
+"""The `digits` command: one subcommand per module in `scripts/`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# Each module defines `register(subparsers)`, which adds its subcommand(s) and sets
+# `func=<callable taking the parsed args and returning an exit code>`.
+COMMAND_MODULES = [
+    "scripts.fetch_data",
+    "scripts.train",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the top-level parser with every subcommand."""
+    parser = argparse.ArgumentParser(prog="digits", description=__doc__)
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the `digits` command line."""
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
