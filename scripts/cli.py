@@ -12,6 +12,9 @@ from collections.abc import Sequence
 COMMAND_MODULES = [
     "scripts.fetch_data",
     "scripts.train",
+    "scripts.registry",
+    "scripts.serve",
+    "scripts.submit",
 ]
 
 

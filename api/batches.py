@@ -1,0 +1,120 @@
+"""Kaggle CSV batches: upload, progress, and the streamed submission.csv."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+from flask import Blueprint, Response, request, url_for
+from numpy.typing import NDArray
+
+from api import dispatch
+from api.errors import ApiError
+from api.services import services
+from model.kaggle_csv import CSVFormatError, read_kaggle_csv
+from worker import batches
+
+bp = Blueprint("batches", __name__, url_prefix="/v1")
+
+CSV_TYPES = {"text/csv", "application/csv"}
+TOO_LARGE = {"too_many_rows"}  # parser error codes that mean "over a limit", not "malformed"
+
+
+@bp.post("/batches")
+def create_batch() -> Any:
+    """Parse a Kaggle CSV (multipart field `file`, or a text/csv body) and queue its chunks."""
+    found = services()
+    pixels, truth = _parse(_upload(), found.config["DIGITS_MAX_ROWS"])
+    batch_id, chunks = dispatch.submit_batch(found, pixels, truth)
+    status_url = url_for("batches.batch_status", batch_id=batch_id)
+    body = {
+        "batch_id": batch_id,
+        "status": "queued",
+        "rows": len(pixels),
+        "chunks": chunks,
+        "has_labels": truth is not None,
+        "status_url": status_url,
+        "submission_url": url_for("batches.submission", batch_id=batch_id),
+    }
+    return body, 202, {"Location": status_url}
+
+
+@bp.get("/batches/<batch_id>")
+def batch_status(batch_id: str) -> Any:
+    """Report a batch's progress, model versions and, with labels, its accuracy so far."""
+    batch = _find(batch_id)
+    body: dict[str, Any] = {
+        "batch_id": batch.batch_id,
+        "status": batch.status,
+        "rows": batch.rows,
+        "rows_done": batch.rows_done,
+        "chunks": batch.chunks,
+        "model_version": batch.model_versions[0] if len(batch.model_versions) == 1 else None,
+        "model_versions": batch.model_versions,
+        "created_at": batch.created_at,
+        "started_at": batch.started_at,
+        "finished_at": batch.finished_at,
+        "submission_url": url_for("batches.submission", batch_id=batch_id),
+    }
+    if batch.has_labels:
+        body["accuracy"] = batch.correct / batch.rows_done if batch.rows_done else None
+    if batch.error is not None:
+        body["error"] = batch.error
+    return body
+
+
+@bp.get("/batches/<batch_id>/submission.csv")
+def submission(batch_id: str) -> Response:
+    """Stream `ImageId,Label` for a finished batch; 409 until it is finished."""
+    batch = _find(batch_id)
+    if batch.status != "finished":
+        raise ApiError(
+            409,
+            "not_finished",
+            f"batch {batch_id} is {batch.status}: {batch.rows_done} of {batch.rows} rows done",
+        )
+    labels = batches.iter_labels(services().redis, batch)
+    return Response(
+        _submission_lines(labels),
+        mimetype="text/csv",
+        headers={"Content-Disposition": "attachment; filename=submission.csv"},
+    )
+
+
+def _upload() -> bytes:
+    if request.mimetype == "multipart/form-data":
+        upload = request.files.get("file")
+        if upload is None:
+            raise ApiError(400, "missing_file", "the multipart body has no field named 'file'")
+        return upload.read()
+    if request.mimetype in CSV_TYPES:
+        return request.get_data(cache=False)
+    raise ApiError(
+        415, "unsupported_media_type", "send the CSV as text/csv or as multipart field 'file'"
+    )
+
+
+def _parse(source: bytes, max_rows: int) -> tuple[NDArray[np.uint8], NDArray[np.int64] | None]:
+    try:
+        return read_kaggle_csv(source, max_rows=max_rows)
+    except CSVFormatError as error:
+        raise ApiError(413 if error.code in TOO_LARGE else 422, error.code, str(error)) from None
+
+
+def _find(batch_id: str) -> batches.Batch:
+    batch = batches.read(services().redis, batch_id) if batch_id.isalnum() else None
+    if batch is None:
+        raise ApiError(404, "not_found", f"no batch {batch_id!r}: unknown, or it expired")
+    return batch
+
+
+def _submission_lines(labels: Iterator[NDArray[np.uint8]]) -> Iterator[bytes]:
+    yield b"ImageId,Label\n"
+    first = 1
+    for chunk in labels:
+        ids = range(first, first + len(chunk))
+        yield "".join(
+            f"{i},{label}\n" for i, label in zip(ids, chunk.tolist(), strict=True)
+        ).encode()
+        first += len(chunk)

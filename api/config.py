@@ -1,0 +1,39 @@
+"""Settings: defaults, overridden by the environment, overridden by the caller (tests)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+DEFAULTS: dict[str, Any] = {
+    "REDIS_URL": "redis://127.0.0.1:6379/0",
+    "MAX_CONTENT_LENGTH": 100 * 1024 * 1024,  # bytes per request; a Kaggle test.csv is ~50 MB
+    "DIGITS_MAX_IMAGES": 10_000,  # images per JSON request
+    "DIGITS_MAX_ROWS": 100_000,  # rows per CSV upload
+    "DIGITS_CHUNK_ROWS": 2_000,  # rows per batch job (see the service benchmark)
+    "DIGITS_WAIT": 5.0,  # seconds POST /v1/predict waits when ?wait= is absent
+    "DIGITS_MAX_WAIT": 60.0,  # largest ?wait= accepted
+    "DIGITS_RESULT_TTL": 3_600,  # seconds a job's pixels and result are kept
+    "DIGITS_BATCH_TTL": 86_400,  # seconds a batch's data and labels are kept
+    "DIGITS_JOB_TIMEOUT": 120,  # seconds a worker may spend on one job
+}
+
+
+def load(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Return DEFAULTS updated from the environment (typed like the default), then overrides."""
+    settings = dict(DEFAULTS)
+    for name, default in DEFAULTS.items():
+        if name in os.environ:
+            settings[name] = _parse(name, os.environ[name], default)
+    settings.update(overrides or {})
+    return settings
+
+
+def _parse(name: str, raw: str, default: Any) -> Any:
+    try:
+        return type(default)(raw)
+    except ValueError:
+        raise ValueError(
+            f"environment variable {name}={raw!r} is not a {type(default).__name__}"
+        ) from None

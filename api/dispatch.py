@@ -1,0 +1,67 @@
+"""Put work on the queues: inputs stored as raw bytes, jobs that name them, one round trip."""
+
+from __future__ import annotations
+
+import uuid
+
+import numpy as np
+from numpy.typing import NDArray
+from redis.client import Pipeline
+from rq import Queue
+from rq.job import Callback
+
+from api.services import Services
+from worker import batches, codec, keys
+
+
+def submit_images(services: Services, pixels: NDArray[np.uint8]) -> str:
+    """Store the images and enqueue one job for them; return its id."""
+    config = services.config
+    job_id = uuid.uuid4().hex
+    ttl = config["DIGITS_RESULT_TTL"]
+    pipe = _transaction(services)
+    pipe.set(keys.job_pixels(job_id), codec.pixels_to_bytes(pixels), ex=ttl)
+    services.predict_queue.enqueue_call(
+        "worker.jobs.predict",
+        args=[job_id, ttl],
+        job_id=job_id,
+        timeout=config["DIGITS_JOB_TIMEOUT"],
+        result_ttl=ttl,
+        failure_ttl=ttl,
+        on_failure=Callback("worker.jobs.predict_failed"),
+        pipeline=pipe,
+    )
+    pipe.execute()
+    return job_id
+
+
+def submit_batch(
+    services: Services, pixels: NDArray[np.uint8], truth: NDArray[np.integer] | None
+) -> tuple[str, int]:
+    """Store a CSV's chunks and enqueue one job per chunk; return (batch id, chunk count)."""
+    config = services.config
+    batch_id = uuid.uuid4().hex
+    ttl = config["DIGITS_BATCH_TTL"]
+    pipe = _transaction(services)
+    chunks = batches.create(pipe, batch_id, pixels, truth, config["DIGITS_CHUNK_ROWS"], ttl)
+    jobs = [
+        Queue.prepare_data(
+            "worker.jobs.predict_chunk",
+            args=[batch_id, chunk, ttl],
+            timeout=config["DIGITS_JOB_TIMEOUT"],
+            result_ttl=ttl,
+            failure_ttl=ttl,
+            on_failure=Callback("worker.jobs.chunk_failed"),
+        )
+        for chunk in range(chunks)
+    ]
+    services.batch_queue.enqueue_many(jobs, pipeline=pipe)
+    pipe.execute()
+    return batch_id, chunks
+
+
+def _transaction(services: Services) -> Pipeline:
+    """Open a MULTI pipeline: inputs and their jobs appear together or not at all."""
+    pipe = services.redis.pipeline()
+    pipe.multi()  # RQ asks for it before queueing on a caller's pipeline; it must come first
+    return pipe

@@ -1,0 +1,63 @@
+"""Liveness and readiness: is the process up, and can it serve predictions now?"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint
+from redis import Redis
+from redis.exceptions import RedisError
+from rq import Queue
+from rq.worker_registration import get_keys
+
+from api.errors import RETRY_AFTER_SECONDS, error_response
+from api.services import services
+from worker import registry
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz() -> Any:
+    """Answer while the process runs."""
+    return {"status": "ok"}
+
+
+@bp.get("/readyz")
+def readyz() -> Any:
+    """Answer 200 when Redis answers, a model is current and a worker is alive; else 503."""
+    found = services()
+    try:
+        found.redis.ping()
+        checks: dict[str, Any] = {
+            "redis": True,
+            "model_version": registry.current(found.redis),
+            "workers": live_workers(found.redis, found.predict_queue),
+        }
+    except RedisError:
+        checks = {"redis": False, "model_version": None, "workers": 0}
+    problems = _problems(checks)
+    if not problems:
+        return {"status": "ready", "checks": checks}
+    response = error_response(503, "not_ready", "; ".join(problems), checks=checks)
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
+def live_workers(redis: Redis, queue: Queue) -> int:
+    """Count the workers on `queue` whose heartbeat key has not expired."""
+    worker_keys = sorted(get_keys(queue=queue))
+    if not worker_keys:
+        return 0
+    return int(redis.exists(*worker_keys))
+
+
+def _problems(checks: dict[str, Any]) -> list[str]:
+    if not checks["redis"]:
+        return ["Redis does not answer"]
+    problems = []
+    if checks["model_version"] is None:
+        problems.append("no model is active (digits publish PATH --activate)")
+    if checks["workers"] == 0:
+        problems.append("no worker is alive (digits worker)")
+    return problems

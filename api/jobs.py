@@ -1,0 +1,102 @@
+"""Predictions of JSON images: wait for the answer (`/v1/predict`) or poll for it (`/v1/jobs`)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from flask import Blueprint, request, url_for
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+from rq.serializers import JSONSerializer
+
+from api import dispatch, payload
+from api.errors import ApiError
+from api.services import Services, services
+from worker import results
+
+bp = Blueprint("jobs", __name__, url_prefix="/v1")
+
+JOB_ID = re.compile(r"[0-9a-f]{32}")
+QUEUED = {JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED, JobStatus.CREATED}
+
+
+@bp.post("/predict")
+def predict() -> Any:
+    """Label the images, waiting up to ?wait= seconds; 202 with a status URL after that."""
+    found = services()
+    wait = payload.parse_wait(
+        request.args.get("wait"), found.config["DIGITS_WAIT"], found.config["DIGITS_MAX_WAIT"]
+    )
+    job_id = dispatch.submit_images(found, _images(found))
+    result = results.read(found.redis, job_id) if results.wait(found.redis, job_id, wait) else None
+    if result is None:
+        return _accepted(job_id)
+    if result.error is not None:
+        raise ApiError(500, "job_failed", result.error)
+    return _finished(job_id, result)
+
+
+@bp.post("/jobs")
+def create_job() -> Any:
+    """Queue the images and answer at once with the job's status URL."""
+    found = services()
+    return _accepted(dispatch.submit_images(found, _images(found)))
+
+
+@bp.get("/jobs/<job_id>")
+def job_status(job_id: str) -> Any:
+    """Report a job: queued, started, finished (with labels) or failed (with the error)."""
+    found = services()
+    if not JOB_ID.fullmatch(job_id):
+        raise _unknown(job_id)
+    result = results.read(found.redis, job_id)
+    if result is not None and result.error is None:
+        return _finished(job_id, result)
+    if result is not None:
+        return {"job_id": job_id, "status": "failed", "error": result.error}
+    return _pending(found, job_id)
+
+
+def _images(found: Services) -> Any:
+    if request.mimetype != "application/json":
+        raise ApiError(415, "unsupported_media_type", "send the images as application/json")
+    return payload.parse_images(request.get_data(cache=False), found.config["DIGITS_MAX_IMAGES"])
+
+
+def _accepted(job_id: str) -> tuple[dict[str, Any], int, dict[str, str]]:
+    status_url = url_for("jobs.job_status", job_id=job_id)
+    return (
+        {"job_id": job_id, "status": "queued", "status_url": status_url},
+        202,
+        {"Location": status_url},
+    )
+
+
+def _finished(job_id: str, result: results.Result) -> dict[str, Any]:
+    return {
+        "job_id": job_id,
+        "status": "finished",
+        "labels": result.labels,
+        "probabilities": result.probabilities,
+        "model_version": result.model_version,
+    }
+
+
+def _pending(found: Services, job_id: str) -> dict[str, Any]:
+    """Report a job that has no result: from RQ's own record, or 404 when there is none."""
+    try:
+        job = Job.fetch(job_id, connection=found.redis, serializer=JSONSerializer)
+    except NoSuchJobError:
+        raise _unknown(job_id) from None
+    status = job.get_status(refresh=False)
+    if status == JobStatus.STARTED:
+        return {"job_id": job_id, "status": "started"}
+    if status in QUEUED:
+        return {"job_id": job_id, "status": "queued"}
+    # Failed without a message (its worker died), or finished but the result expired.
+    return {"job_id": job_id, "status": "failed", "error": f"the job ended as {status}"}
+
+
+def _unknown(job_id: str) -> ApiError:
+    return ApiError(404, "not_found", f"no job {job_id!r}: unknown, or its result expired")

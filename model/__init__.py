@@ -1,0 +1,8 @@
+"""A handwritten-digit classifier in pure NumPy: layers, training, weights files."""
+
+from __future__ import annotations
+
+from model.checkpoint import WeightsError, dumps, file_version, load, loads, save
+from model.network import Network, build
+
+__all__ = ["Network", "WeightsError", "build", "dumps", "file_version", "load", "loads", "save"]

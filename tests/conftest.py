@@ -1,0 +1,115 @@
+"""Shared fixtures: a private Redis database, the app, tiny models, an in-process worker."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+import numpy as np
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from redis import Redis
+from rq import Queue
+
+import model
+from api import create_app
+from worker import jobs, keys, registry, runner
+from worker.cache import ModelCache
+
+REDIS_URL = "redis://127.0.0.1:6379/11"  # tests own this database: flushed before and after
+T = TypeVar("T")
+
+
+@pytest.fixture
+def redis_url() -> str:
+    return REDIS_URL
+
+
+@pytest.fixture
+def redis_conn() -> Iterator[Redis]:
+    """A client on the test database, empty before and after the test."""
+    connection = Redis.from_url(REDIS_URL)
+    connection.flushdb()
+    yield connection
+    connection.flushdb()
+    connection.close()
+
+
+@pytest.fixture(autouse=True)
+def fresh_model_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Give each test the model cache of a newly started worker process."""
+    monkeypatch.setattr(jobs, "CACHE", ModelCache())
+
+
+@pytest.fixture
+def app(redis_conn: Redis) -> Flask:
+    """The app on the test database, with small chunks so batches have several."""
+    return create_app({"REDIS_URL": REDIS_URL, "TESTING": True, "DIGITS_CHUNK_ROWS": 40})
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def networks() -> dict[str, bytes]:
+    """Two small untrained MLP weights files that disagree: plumbing needs no accuracy."""
+    return {name: model.dumps(model.build("mlp", seed=seed)) for name, seed in (("a", 0), ("b", 1))}
+
+
+@pytest.fixture
+def published(redis_conn: Redis, networks: dict[str, bytes]) -> dict[str, str]:
+    """Publish both networks, make "a" current; return their versions."""
+    versions = {
+        name: registry.publish(redis_conn, data, model.loads(data).metadata)[0]
+        for name, data in networks.items()
+    }
+    registry.activate(redis_conn, versions["a"])
+    return versions
+
+
+@pytest.fixture(scope="session")
+def pixels() -> np.ndarray:
+    """100 images of random pixels."""
+    return np.random.default_rng(0).integers(0, 256, (100, 784), dtype=np.uint8)
+
+
+class Service:
+    """Drive the queue from a test: count jobs, run a real worker, compute expected labels."""
+
+    def __init__(self, connection: Redis, networks: dict[str, bytes]) -> None:
+        self.connection = connection
+        self.networks = networks
+
+    def queued(self) -> int:
+        """Count the jobs waiting on both queues."""
+        names = (keys.PREDICT_QUEUE, keys.BATCH_QUEUE)
+        return sum(Queue(name, connection=self.connection).count for name in names)
+
+    def work(self) -> bool:
+        """Run a real worker (preload, no fork, JSON serializer) until the queues are empty."""
+        return runner.run(self.connection, burst=True)
+
+    def while_working(self, call: Callable[[], T], jobs: int = 1) -> T:
+        """Run `call` in a thread; once it has queued `jobs` jobs, run a burst worker here."""
+        with ThreadPoolExecutor(1) as pool:
+            future = pool.submit(call)
+            deadline = time.monotonic() + 10
+            while self.queued() < jobs and not future.done():
+                assert time.monotonic() < deadline, "the call queued no job"
+                time.sleep(0.01)
+            self.work()
+            return future.result(timeout=30)
+
+    def labels(self, name: str, pixels: np.ndarray) -> list[int]:
+        """Labels the named network gives the pixels, computed outside the service."""
+        return model.loads(self.networks[name]).predict(pixels).tolist()
+
+
+@pytest.fixture
+def service(redis_conn: Redis, networks: dict[str, bytes]) -> Service:
+    return Service(redis_conn, networks)

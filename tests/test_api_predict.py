@@ -1,0 +1,180 @@
+"""POST /v1/predict and /v1/jobs, GET /v1/jobs/<id>: real Redis, a real worker."""
+
+from __future__ import annotations
+
+import json
+import zlib
+
+import numpy as np
+import pytest
+from flask.testing import FlaskClient
+from redis import Redis
+
+from worker import keys
+
+
+def test_sync_predict_one_image(
+    client: FlaskClient, service, published: dict, pixels: np.ndarray
+) -> None:
+    response = service.while_working(
+        lambda: client.post("/v1/predict", json={"pixels": pixels[0].tolist()})
+    )
+    assert response.status_code == 200
+    body = response.json
+    assert body["labels"] == service.labels("a", pixels[:1])
+    assert np.asarray(body["probabilities"]).shape == (1, 10)
+    assert sum(body["probabilities"][0]) == pytest.approx(1, abs=1e-5)
+    assert body["model_version"] == published["a"]
+    assert client.get(f"/v1/jobs/{body['job_id']}").json["labels"] == body["labels"]
+
+
+def test_sync_predict_many_images(
+    client: FlaskClient, service, published: dict, pixels: np.ndarray
+) -> None:
+    response = service.while_working(
+        lambda: client.post("/v1/predict", json={"images": pixels.tolist()})
+    )
+    assert response.status_code == 200
+    assert response.json["labels"] == service.labels("a", pixels)
+    assert np.asarray(response.json["probabilities"]).shape == (100, 10)
+
+
+def test_predict_answers_202_when_the_wait_runs_out(
+    client: FlaskClient, service, published: dict, pixels: np.ndarray
+) -> None:
+    response = client.post("/v1/predict?wait=0.05", json={"images": pixels[:3].tolist()})
+    assert response.status_code == 202
+    assert response.json["status"] == "queued"
+    status_url = response.json["status_url"]
+    assert status_url == f"/v1/jobs/{response.json['job_id']}"
+    assert response.headers["Location"] == status_url
+    service.work()
+    finished = client.get(status_url).json
+    assert finished["status"] == "finished"
+    assert finished["labels"] == service.labels("a", pixels[:3])
+
+
+def test_job_round_trip(client: FlaskClient, service, published: dict, pixels: np.ndarray) -> None:
+    accepted = client.post("/v1/jobs", json={"images": pixels[:5].tolist()})
+    assert accepted.status_code == 202
+    job_id = accepted.json["job_id"]
+    assert client.get(f"/v1/jobs/{job_id}").json == {"job_id": job_id, "status": "queued"}
+    service.work()
+    body = client.get(f"/v1/jobs/{job_id}").json
+    assert body["status"] == "finished"
+    assert body["labels"] == service.labels("a", pixels[:5])
+    assert body["model_version"] == published["a"]
+
+
+def test_job_travels_as_raw_bytes_and_json(
+    client: FlaskClient, redis_conn: Redis, service, published: dict, pixels: np.ndarray
+) -> None:
+    job_id = client.post("/v1/jobs", json={"images": pixels[:2].tolist()}).json["job_id"]
+    assert redis_conn.get(keys.job_pixels(job_id)) == pixels[:2].tobytes()
+    assert 0 < redis_conn.ttl(keys.job_pixels(job_id)) <= 3600
+    job_data = json.loads(zlib.decompress(redis_conn.hget(f"rq:job:{job_id}", "data")))
+    assert job_data[0] == "worker.jobs.predict"
+    assert job_data[2] == [job_id, 3600]
+
+
+def test_every_result_key_expires(
+    client: FlaskClient, redis_conn: Redis, service, published: dict, pixels: np.ndarray
+) -> None:
+    job_id = client.post("/v1/jobs", json={"pixels": pixels[0].tolist()}).json["job_id"]
+    service.work()
+    ours = [key.decode() for key in redis_conn.scan_iter(f"{keys.PREFIX}job:{job_id}:*")]
+    assert ours
+    assert all(0 < redis_conn.ttl(key) <= 3600 for key in ours)
+
+
+def test_failed_job_reports_its_error(client: FlaskClient, service, pixels: np.ndarray) -> None:
+    response = service.while_working(
+        lambda: client.post("/v1/predict", json={"pixels": pixels[0].tolist()})
+    )
+    assert response.status_code == 500
+    assert response.json["error"]["code"] == "job_failed"
+    assert "no model is active" in response.json["error"]["message"]
+    job_id = client.post("/v1/jobs", json={"pixels": pixels[0].tolist()}).json["job_id"]
+    service.work()
+    body = client.get(f"/v1/jobs/{job_id}").json
+    assert body["status"] == "failed"
+    assert body["error"].startswith("NoModel: no model is active")
+
+
+@pytest.mark.parametrize("job_id", ["0" * 32, "not-a-job", "x" * 200])
+def test_unknown_job_is_404(client: FlaskClient, job_id: str) -> None:
+    response = client.get(f"/v1/jobs/{job_id}")
+    assert response.status_code == 404
+    assert response.json["error"]["code"] == "not_found"
+
+
+GOOD = [0] * 784
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "where"),
+    [
+        (b"{", 400, "not valid JSON"),
+        (b"", 400, "not valid JSON"),
+        (b"[1, 2]", 422, "JSON object"),
+        (b'{"pixels": [1], "images": [[1]]}', 422, "JSON object"),
+        (json.dumps({"pixels": GOOD, "extra": 1}).encode(), 422, "unexpected field 'extra'"),
+        (b'{"images": []}', 422, "non-empty list"),
+        (b'{"pixels": 5}', 422, "pixels must be a list"),
+        (json.dumps({"pixels": GOOD[:-1]}).encode(), 422, "pixels has 783 values, expected 784"),
+        (json.dumps({"images": [GOOD, GOOD + [0]]}).encode(), 422, "images[1] has 785 values"),
+        (json.dumps({"images": [GOOD, GOOD[:-1] + [256]]}).encode(), 422, "images[1][783] is 256"),
+        (json.dumps({"pixels": [-1] + GOOD[1:]}).encode(), 422, "pixels[0] is -1"),
+        (json.dumps({"pixels": [0.5] + GOOD[1:]}).encode(), 422, "pixels[0] is 0.5"),
+        (json.dumps({"pixels": ["7"] + GOOD[1:]}).encode(), 422, 'pixels[0] is "7"'),
+        (json.dumps({"pixels": [None] + GOOD[1:]}).encode(), 422, "pixels[0] is null"),
+        (json.dumps({"pixels": GOOD[1:] + [True]}).encode(), 422, "pixels[783] is true"),
+        (json.dumps({"pixels": [2**70] + GOOD[1:]}).encode(), 422, "pixels[0] is"),
+        (json.dumps({"images": [GOOD, "x"]}).encode(), 422, "images[1] must be a list"),
+    ],
+)
+def test_bad_body_is_rejected_and_nothing_is_queued(
+    client: FlaskClient, redis_conn: Redis, service, body: bytes, status: int, where: str
+) -> None:
+    for path in ("/v1/predict", "/v1/jobs"):
+        response = client.post(path, data=body, content_type="application/json")
+        assert response.status_code == status, response.json
+        assert where in response.json["error"]["message"]
+    assert service.queued() == 0
+    assert not list(redis_conn.scan_iter(f"{keys.PREFIX}*"))
+
+
+def test_wrong_content_type_is_415(client: FlaskClient, service) -> None:
+    response = client.post("/v1/predict", data=json.dumps({"pixels": GOOD}))
+    assert response.status_code == 415
+    assert response.json["error"] == {
+        "code": "unsupported_media_type",
+        "message": "send the images as application/json",
+    }
+    assert service.queued() == 0
+
+
+def test_too_many_images_is_413(app, service) -> None:
+    app.config["DIGITS_MAX_IMAGES"] = 2
+    response = app.test_client().post("/v1/jobs", json={"images": [GOOD] * 3})
+    assert response.status_code == 413
+    assert response.json["error"]["code"] == "too_many_images"
+    assert "3 images sent, at most 2" in response.json["error"]["message"]
+    assert service.queued() == 0
+
+
+def test_oversize_body_is_413(app, service) -> None:
+    app.config["MAX_CONTENT_LENGTH"] = 1000
+    response = app.test_client().post("/v1/predict", json={"pixels": GOOD})
+    assert response.status_code == 413
+    assert response.json["error"]["code"] == "too_large"
+    assert "limit of 1000 bytes" in response.json["error"]["message"]
+    assert service.queued() == 0
+
+
+@pytest.mark.parametrize("wait", ["-1", "abc", "nan", "1e9"])
+def test_bad_wait_is_400(client: FlaskClient, service, wait: str) -> None:
+    response = client.post(f"/v1/predict?wait={wait}", json={"pixels": GOOD})
+    assert response.status_code == 400
+    assert response.json["error"]["code"] == "invalid_parameter"
+    assert service.queued() == 0

@@ -1,0 +1,59 @@
+"""The worker: preloads before its loop, caches the model, follows the registry, refuses bad weights."""
+
+from __future__ import annotations
+
+import pytest
+from redis import Redis
+
+from worker import jobs, keys, registry, runner
+from worker.cache import ModelCache, NoModel
+
+
+def test_preload_loads_the_current_model_before_any_job(redis_conn: Redis, published: dict) -> None:
+    assert jobs.preload(redis_conn) == published["a"]
+    assert jobs.CACHE.version == published["a"]
+    assert jobs.CACHE.network is not None
+
+
+def test_preload_without_a_model(redis_conn: Redis) -> None:
+    assert jobs.preload(redis_conn) is None
+    with pytest.raises(NoModel, match="no model is active"):
+        jobs.CACHE.get(redis_conn, None)
+
+
+def test_cache_loads_once_and_swaps_on_a_new_version(redis_conn: Redis, published: dict) -> None:
+    cache = ModelCache()
+    network, version = cache.get(redis_conn, published["a"])
+    assert cache.get(redis_conn, published["a"])[0] is network
+    swapped, new_version = cache.get(redis_conn, published["b"])
+    assert swapped is not network and new_version == published["b"]
+
+
+def test_cache_keeps_serving_when_the_new_version_does_not_load(
+    redis_conn: Redis, published: dict
+) -> None:
+    cache = ModelCache()
+    network, _ = cache.get(redis_conn, published["a"])
+    bad = b"not a weights file"
+    bad_version = registry.content_version(bad)
+    redis_conn.set(keys.model_weights(bad_version), bad)
+    redis_conn.set(keys.MODELS_CURRENT, bad_version)
+    assert cache.get(redis_conn, bad_version) == (network, published["a"])
+    assert bad_version in cache.refused
+    with pytest.raises(NoModel):
+        ModelCache().get(redis_conn, bad_version)
+
+
+def test_worker_is_simple_json_and_on_both_queues(redis_conn: Redis) -> None:
+    worker = runner.build(redis_conn)
+    assert type(worker).__name__ == "SimpleWorker"
+    assert worker.serializer.__name__ == "JSONSerializer"
+    assert worker.queue_names() == [keys.PREDICT_QUEUE, keys.BATCH_QUEUE]
+    assert worker.worker_ttl == runner.WORKER_TTL
+
+
+def test_burst_worker_returns_whether_it_worked(client, service, published: dict) -> None:
+    assert service.work() is False
+    client.post("/v1/jobs", json={"pixels": [0] * 784})
+    assert service.work() is True
+    assert service.queued() == 0

@@ -1,0 +1,197 @@
+"""Batch records in Redis: a CSV's chunks, their progress, and the labels they produced.
+
+A batch is a hash (rows, chunks, progress counters, timestamps) plus one key per chunk for
+its pixels, its given labels (when the upload had a `label` column) and its predicted
+labels. A chunk is counted by an atomic script that first adds the chunk number to a set,
+so a chunk that runs twice (its worker died after finishing) is counted once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+from numpy.typing import NDArray
+from redis import Redis
+from redis.client import Pipeline
+
+from worker import codec, keys
+
+# KEYS: record, done set, versions set, labels, pixels, truth
+# ARGV: chunk, rows, correct, model version, label bytes, ttl, now
+_COMPLETE_CHUNK = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+if redis.call('SADD', KEYS[2], ARGV[1]) == 0 then return 0 end
+redis.call('SET', KEYS[4], ARGV[5], 'EX', ARGV[6])
+redis.call('SADD', KEYS[3], ARGV[4])
+redis.call('EXPIRE', KEYS[2], ARGV[6])
+redis.call('EXPIRE', KEYS[3], ARGV[6])
+redis.call('DEL', KEYS[5], KEYS[6])
+redis.call('HINCRBY', KEYS[1], 'correct', ARGV[3])
+local done = redis.call('HINCRBY', KEYS[1], 'rows_done', ARGV[2])
+if done == tonumber(redis.call('HGET', KEYS[1], 'rows')) then
+  redis.call('HSET', KEYS[1], 'status', 'finished', 'finished_at', ARGV[7])
+end
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A batch as the API reports it."""
+
+    batch_id: str
+    rows: int
+    chunks: int
+    chunk_rows: int
+    rows_done: int
+    correct: int
+    has_labels: bool
+    status: str  # queued | running | finished | failed
+    created_at: str
+    started_at: str | None = None
+    finished_at: str | None = None
+    error: str | None = None
+    model_versions: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ChunkInput:
+    """What a worker needs to label one chunk."""
+
+    pixels: NDArray[np.uint8]
+    truth: NDArray[np.uint8] | None
+
+
+def now() -> str:
+    """Return the current UTC time as an ISO 8601 string."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def create(
+    pipe: Pipeline,
+    batch_id: str,
+    pixels: NDArray[np.uint8],
+    truth: NDArray[np.integer] | None,
+    chunk_rows: int,
+    ttl: int,
+) -> int:
+    """Queue on `pipe` the record and chunk keys of a new batch; return the chunk count."""
+    chunks = -(-len(pixels) // chunk_rows)
+    record = keys.batch(batch_id)
+    pipe.hset(
+        record,
+        mapping={
+            "rows": len(pixels),
+            "chunks": chunks,
+            "chunk_rows": chunk_rows,
+            "rows_done": 0,
+            "correct": 0,
+            "has_labels": int(truth is not None),
+            "created_at": now(),
+        },
+    )
+    pipe.expire(record, ttl)
+    for chunk in range(chunks):
+        rows = slice(chunk * chunk_rows, (chunk + 1) * chunk_rows)
+        pipe.set(keys.batch_pixels(batch_id, chunk), codec.pixels_to_bytes(pixels[rows]), ex=ttl)
+        if truth is not None:
+            pipe.set(keys.batch_truth(batch_id, chunk), codec.labels_to_bytes(truth[rows]), ex=ttl)
+    return chunks
+
+
+def read_chunk(connection: Redis, batch_id: str, chunk: int) -> ChunkInput | None:
+    """Return a chunk's input, or None when it was already counted."""
+    pipe = connection.pipeline(transaction=False)
+    pipe.sismember(keys.batch_done(batch_id), str(chunk))
+    pipe.get(keys.batch_pixels(batch_id, chunk))
+    pipe.get(keys.batch_truth(batch_id, chunk))
+    done, pixels, truth = pipe.execute()
+    if done:
+        return None
+    if pixels is None:
+        raise LookupError(f"batch {batch_id} chunk {chunk}: its pixels expired or were deleted")
+    connection.hsetnx(keys.batch(batch_id), "started_at", now())
+    return ChunkInput(
+        pixels=codec.pixels_from_bytes(pixels),
+        truth=None if truth is None else codec.labels_from_bytes(truth),
+    )
+
+
+def complete_chunk(
+    connection: Redis,
+    batch_id: str,
+    chunk: int,
+    labels: NDArray[np.integer],
+    correct: int,
+    model_version: str,
+    ttl: int,
+) -> bool:
+    """Store a chunk's labels and count it, once; return False if it was already counted."""
+    script_keys = [
+        keys.batch(batch_id),
+        keys.batch_done(batch_id),
+        keys.batch_versions(batch_id),
+        keys.batch_labels(batch_id, chunk),
+        keys.batch_pixels(batch_id, chunk),
+        keys.batch_truth(batch_id, chunk),
+    ]
+    args: list[str | int | bytes] = [
+        str(chunk),
+        len(labels),
+        correct,
+        model_version,
+        codec.labels_to_bytes(labels),
+        ttl,
+        now(),
+    ]
+    return bool(connection.eval(_COMPLETE_CHUNK, len(script_keys), *script_keys, *args) == 1)
+
+
+def mark_failed(connection: Redis, batch_id: str, message: str) -> None:
+    """Record that a chunk of the batch failed for good."""
+    if connection.exists(keys.batch(batch_id)):
+        connection.hset(keys.batch(batch_id), mapping={"status": "failed", "error": message})
+
+
+def read(connection: Redis, batch_id: str) -> Batch | None:
+    """Return the batch, or None when it is unknown or expired."""
+    pipe = connection.pipeline(transaction=False)
+    pipe.hgetall(keys.batch(batch_id))
+    pipe.smembers(keys.batch_versions(batch_id))
+    fields, versions = pipe.execute()
+    if not fields:
+        return None
+    text = {name.decode(): value.decode() for name, value in fields.items()}
+    return Batch(
+        batch_id=batch_id,
+        rows=int(text["rows"]),
+        chunks=int(text["chunks"]),
+        chunk_rows=int(text["chunk_rows"]),
+        rows_done=int(text["rows_done"]),
+        correct=int(text["correct"]),
+        has_labels=text["has_labels"] == "1",
+        status=_status(text),
+        created_at=text["created_at"],
+        started_at=text.get("started_at"),
+        finished_at=text.get("finished_at"),
+        error=text.get("error"),
+        model_versions=sorted(version.decode() for version in versions),
+    )
+
+
+def _status(fields: dict[str, str]) -> str:
+    if "status" in fields:
+        return fields["status"]
+    return "running" if "started_at" in fields else "queued"
+
+
+def iter_labels(connection: Redis, batch: Batch) -> Iterator[NDArray[np.uint8]]:
+    """Yield the predicted labels chunk by chunk, in upload order."""
+    for chunk in range(batch.chunks):
+        data = connection.get(keys.batch_labels(batch.batch_id, chunk))
+        if data is None:
+            raise LookupError(f"batch {batch.batch_id} chunk {chunk}: its labels expired")
+        yield codec.labels_from_bytes(codec.raw(data))

@@ -1,0 +1,53 @@
+"""The worker's in-memory model: loaded once, swapped when the registry's current version moves."""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+from redis import Redis
+
+import model
+from worker import registry
+
+log = logging.getLogger(__name__)
+
+
+class Network(Protocol):
+    """The part of `model`'s network a worker uses."""
+
+    def predict_proba(self, pixels: NDArray[np.uint8]) -> NDArray[np.float32]: ...
+
+
+class NoModel(LookupError):
+    """No model is current, or none that loads."""
+
+
+class ModelCache:
+    """Hold the network of the current version; refuse versions that fail to load."""
+
+    def __init__(self) -> None:
+        self.network: Network | None = None
+        self.version: str | None = None
+        self.refused: set[str] = set()
+
+    def get(self, connection: Redis, current: str | None) -> tuple[Network, str]:
+        """Return (network, version) for the registry's `current` version, loading it if new."""
+        if current is not None and current != self.version and current not in self.refused:
+            self._load(connection, current)
+        if self.network is None or self.version is None:
+            raise NoModel("no model is active: run `digits publish PATH --activate`")
+        return self.network, self.version
+
+    def _load(self, connection: Redis, version: str) -> None:
+        try:
+            network = model.loads(registry.weights(connection, version))
+        except (registry.UnknownModel, registry.CorruptModel, model.WeightsError) as error:
+            # Keep serving with the model we have: a bad publish must not take workers down.
+            log.error("model %s refused: %s", version, error)
+            self.refused.add(version)
+            return
+        self.network, self.version = network, version
+        log.info("model %s loaded", version)

@@ -1,0 +1,89 @@
+"""The model registry in Redis: weights stored under their content hash, and the current one.
+
+Importable without the network: verifying that a file loads is the publisher's job
+(`digits publish`), done before `publish` is called.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from redis import Redis
+
+from worker import codec, keys
+from worker.batches import now
+
+
+class UnknownModel(KeyError):
+    """No published model has this version."""
+
+
+class CorruptModel(ValueError):
+    """The stored weights no longer match their version hash."""
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """A published model: its version, the file's metadata, when and how big."""
+
+    version: str
+    metadata: dict[str, Any]
+    published_at: str
+    size: int
+
+
+def content_version(data: bytes) -> str:
+    """Return the version of a weights file: the first 16 hex digits of its SHA-256."""
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def publish(connection: Redis, data: bytes, metadata: dict[str, Any]) -> tuple[str, bool]:
+    """Store a weights file under its hash; return (version, newly stored)."""
+    version = content_version(data)
+    record = {"version": version, "metadata": metadata, "published_at": now(), "size": len(data)}
+    pipe = connection.pipeline()
+    pipe.set(keys.model_weights(version), data, nx=True)
+    pipe.hsetnx(keys.MODELS_META, version, orjson.dumps(record))
+    _, added = pipe.execute()
+    return version, bool(added)
+
+
+def records(connection: Redis) -> list[ModelRecord]:
+    """Return every published model, newest first."""
+    raw = connection.hvals(keys.MODELS_META)
+    found = [ModelRecord(**orjson.loads(item)) for item in raw]
+    return sorted(found, key=lambda record: record.published_at, reverse=True)
+
+
+def record(connection: Redis, version: str) -> ModelRecord:
+    """Return one published model, or raise UnknownModel."""
+    raw = connection.hget(keys.MODELS_META, version)
+    if raw is None:
+        raise UnknownModel(version)
+    return ModelRecord(**orjson.loads(raw))
+
+
+def weights(connection: Redis, version: str) -> bytes:
+    """Return the weights file of a version, checked against its hash."""
+    data = connection.get(keys.model_weights(version))
+    if data is None:
+        raise UnknownModel(version)
+    if content_version(codec.raw(data)) != version:
+        raise CorruptModel(f"stored weights of model {version} do not match their hash")
+    return codec.raw(data)
+
+
+def current(connection: Redis) -> str | None:
+    """Return the version workers must use, or None before any activation."""
+    value = connection.get(keys.MODELS_CURRENT)
+    return None if value is None else codec.text(value)
+
+
+def activate(connection: Redis, version: str) -> str | None:
+    """Make a published version current (after checking its hash); return the previous one."""
+    weights(connection, version)
+    previous = connection.set(keys.MODELS_CURRENT, version, get=True)
+    return codec.text(previous) if isinstance(previous, bytes | str) else None
