@@ -7,11 +7,11 @@ from typing import Any
 
 from flask import Flask
 
-from api import batches, errors, health, jobs, models, openapi, services
+from api import batches, errors, health, images, jobs, models, openapi, services
 from api import config as settings
 from api.encoding import OrjsonProvider
 
-BLUEPRINTS = (health.bp, jobs.bp, batches.bp, models.bp, openapi.bp)
+BLUEPRINTS = (health.bp, jobs.bp, batches.bp, models.bp, openapi.bp, images.bp)
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:

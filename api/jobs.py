@@ -29,7 +29,7 @@ def predict() -> Any:
         request.args.get("wait"), found.config["DIGITS_WAIT"], found.config["DIGITS_MAX_WAIT"]
     )
     job_id = dispatch.submit_images(found, _images(found))
-    result = results.read(found.redis, job_id) if results.wait(found.redis, job_id, wait) else None
+    result = results.wait(found.redis, job_id, wait)
     if result is None:
         return _accepted(job_id)
     if result.error is not None:

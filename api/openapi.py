@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
-from flask import Blueprint, current_app
+from flask import Blueprint, Flask, current_app
 
 bp = Blueprint("openapi", __name__)
 
@@ -23,11 +24,17 @@ IMAGE = {
 @bp.get("/openapi.json")
 def openapi_json() -> Any:
     """Serve the OpenAPI document."""
-    return document(current_app.config)
+    return document(current_app)
 
 
-def document(config: Any) -> dict[str, Any]:
-    """Return the OpenAPI 3.0 document for the app's routes and limits."""
+def document(app: Flask) -> dict[str, Any]:
+    """Return the OpenAPI 3.0 document for the app's routes and limits.
+
+    A blueprint module may add its own routes as a module-level `OPENAPI_PATHS` dict.
+    """
+    paths = _paths(app.config)
+    for blueprint in app.blueprints.values():
+        paths |= getattr(sys.modules[blueprint.import_name], "OPENAPI_PATHS", {})
     return {
         "openapi": "3.0.3",
         "info": {
@@ -35,8 +42,8 @@ def document(config: Any) -> dict[str, Any]:
             "version": "1",
             "description": "Handwritten digits in, labels out: JSON pixels or Kaggle CSVs.",
         },
-        "paths": _paths(config),
-        "components": {"schemas": _schemas(config), "responses": _responses()},
+        "paths": paths,
+        "components": {"schemas": _schemas(app.config), "responses": _responses()},
     }
 
 

@@ -81,7 +81,8 @@ def premultiplied(image: Image.Image) -> Image.Image:
         # 16-bit greys would be clipped at 255 by Pillow's conversion, not scaled.
         wide = np.asarray(image, dtype=np.float64)
         image = Image.fromarray(np.clip(wide / 257.0, 0, 255).astype(np.uint8), "L")
-    return image.convert("RGBA").convert("La")
+    # Pillow's direct RGBA -> La conversion drops the alpha; going through LA keeps it.
+    return image.convert("RGBA").convert("LA").convert("La")
 
 
 def shrink(image: Image.Image) -> Image.Image:

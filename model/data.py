@@ -20,7 +20,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +28,7 @@ from numpy.typing import NDArray
 
 from model.idx import IDXFormatError, read_idx
 from model.kaggle_csv import CSVFormatError, read_kaggle_csv, write_kaggle_csv
-from model.sources import SOURCES, SourceUnavailable, Splits
+from model.sources import SOURCES, Say, SourceUnavailable, Splits
 
 __all__ = [
     "CSVFormatError",
@@ -51,8 +51,6 @@ TEST_LABELS = "test_labels.csv"
 MANIFEST = "source.json"
 SOURCE_NAMES = ("auto", *SOURCES)  # auto tries the others in this order
 
-Say = Callable[[str], None]
-
 
 def data_dir(path: str | Path | None = None) -> Path:
     """Resolve the data directory: the argument, else $DIGITS_DATA_DIR, else ./data."""
@@ -68,7 +66,7 @@ def load_mnist(path: str | Path | None = None) -> Splits:
         with np.load(directory / CACHE, allow_pickle=False) as cache:
             x_train, y_train, x_test, y_test = (cache[name] for name in ARRAYS)
         return _checked((x_train, y_train, x_test, y_test))
-    except (OSError, ValueError, KeyError) as error:
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as error:
         raise ValueError(
             f"{directory / CACHE} is damaged ({error}); run `digits fetch-data --force`"
         ) from error
@@ -89,11 +87,8 @@ def fetch(
     if source not in SOURCE_NAMES:
         raise ValueError(f"unknown data source {source!r}; choose from {', '.join(SOURCE_NAMES)}")
     directory = data_dir(path)
-    present = [
-        name for name in (CACHE, MANIFEST, TRAIN_CSV, TEST_CSV) if (directory / name).is_file()
-    ]
-    if not force and len(present) == 4:
-        manifest = json.loads((directory / MANIFEST).read_text())
+    manifest = None if force else _complete_cache(directory)
+    if manifest:
         say(
             f"{directory} already holds the data (from {manifest['source']}, "
             f"{manifest['train']:,} training and {manifest['test']:,} test images); "
@@ -108,6 +103,16 @@ def fetch(
         _store(directory, Path(scratch), name, splits)
     say(f"saved {len(splits[0]):,} training and {len(splits[2]):,} test images to {directory}")
     return name
+
+
+def _complete_cache(directory: Path) -> dict | None:
+    """Return the manifest if every cached file is there, else None."""
+    if not all((directory / name).is_file() for name in (CACHE, TRAIN_CSV, TEST_CSV, MANIFEST)):
+        return None
+    try:
+        return json.loads((directory / MANIFEST).read_text())
+    except ValueError:
+        return None
 
 
 def _first_source(source: str, scratch: Path, say: Say) -> tuple[str, Splits]:
@@ -125,7 +130,7 @@ def _first_source(source: str, scratch: Path, say: Say) -> tuple[str, Splits]:
             skipped.append(f"{name}: {error}")
             continue
         if source == "auto":
-            say(f"auto: using {name}" + (" (the sources before it failed)" if skipped else ""))
+            say(f"auto: using {name}")
         return name, splits
     raise SourceUnavailable("no data source worked:\n  " + "\n  ".join(skipped))
 

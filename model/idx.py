@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import math
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +32,7 @@ def read_idx(path: str | Path) -> np.ndarray:
     if raw[:2] == GZIP_MAGIC:
         try:
             raw = gzip.decompress(raw)
-        except (OSError, EOFError) as error:
+        except (OSError, EOFError, zlib.error) as error:
             raise IDXFormatError(f"{path}: broken gzip data ({error})") from error
     return parse_idx(raw, name=str(path))
 
@@ -43,11 +45,13 @@ def parse_idx(raw: bytes, name: str = "IDX data") -> np.ndarray:
     if code not in DTYPES:
         raise IDXFormatError(f"{name}: unknown IDX type code 0x{code:02x}")
     header = 4 + 4 * ndim
-    if ndim == 0 or len(raw) < header:
+    if ndim == 0:
+        raise IDXFormatError(f"{name}: the header declares no dimensions")
+    if len(raw) < header:
         raise IDXFormatError(f"{name}: truncated header ({len(raw)} bytes for {ndim} dimensions)")
     shape = tuple(int(size) for size in np.frombuffer(raw, ">u4", count=ndim, offset=4))
     dtype = DTYPES[code]
-    expected = int(np.prod(shape)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize
     if len(raw) - header != expected:
         raise IDXFormatError(
             f"{name}: shape {shape} needs {expected:,} data bytes, found {len(raw) - header:,}"

@@ -88,6 +88,10 @@ def _decode_header(header: bytes) -> str:
         raise CSVFormatError(
             "bad_encoding", "the file contains NUL bytes (UTF-16 or binary?); save it as UTF-8 text"
         )
+    if b"\r" in header:
+        raise CSVFormatError(
+            "bad_line_endings", "lines end with a bare CR (old Mac format); use LF or CRLF"
+        )
     try:
         return header.decode("utf-8")
     except UnicodeDecodeError as error:

@@ -22,7 +22,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `publish`, `models` and `activate` subcommands."""
     publish = subparsers.add_parser("publish", help="store a weights file in the registry")
     publish.add_argument("path", type=Path, help="weights file (.npz) written by `digits train`")
-    publish.add_argument("--activate", action="store_true", help="make it the current model")
+    when = publish.add_mutually_exclusive_group()
+    when.add_argument("--activate", action="store_true", help="make it the current model")
+    when.add_argument(
+        "--activate-if-none",
+        action="store_true",
+        help="make it current only if no model is (for first starts)",
+    )
     _redis_option(publish)
     publish.set_defaults(func=publish_command)
 
@@ -62,12 +68,13 @@ def publish_file(connection: Redis, path: Path, activate: bool = False) -> str:
 def publish_command(args: argparse.Namespace) -> int:
     """Run `digits publish`."""
     connection = Redis.from_url(args.redis_url)
+    activate = args.activate or (args.activate_if_none and registry.current(connection) is None)
     try:
-        version = publish_file(connection, args.path, args.activate)
+        version = publish_file(connection, args.path, activate)
     except (OSError, PublishError) as error:
         print(f"digits publish: {error}", file=sys.stderr)
         return 1
-    print(f"{version}{' (current)' if args.activate else ''}")
+    print(f"{version}{' (current)' if activate else ''}")
     return 0
 
 

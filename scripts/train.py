@@ -41,7 +41,7 @@ DEFAULTS = {
         batch_size=128,
         optimizer="adam",
         lr=2e-3,
-        weight_decay=1e-4,
+        weight_decay=1e-2,
         label_smoothing=0.1,
         augment=True,
         warp=Warp(degrees=10.0, scale=0.1, shift=2.5),

@@ -253,6 +253,7 @@ def test_other_delimiters_are_named(separator: str, word: str) -> None:
         (bytes(range(128, 256)) * 4, "bad_encoding", "not UTF-8 text (byte 0x80"),
         (b"PK\x03\x04\x14\0\0\0", "bad_encoding", "a zip archive; extract the CSV"),
         (b"\x1f\x8b\x08\0", "bad_encoding", "gzip-compressed; decompress it first"),
+        ((HEADER + "\r0\r").encode(), "bad_line_endings", "bare CR (old Mac format)"),
     ],
 )
 def test_empty_and_non_text_files(text: bytes, code: str, message: str) -> None:

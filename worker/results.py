@@ -1,4 +1,9 @@
-"""Job results in Redis: written by a worker, read (or waited for) by the API."""
+"""Job results in Redis: written by a worker, read (or waited for) by the API.
+
+A result is one value, `<model version>:<float32 probabilities>` or `error:<message>`,
+stored under the job's result key and also pushed to its notify list, so a caller
+blocked on that list gets the answer in the same round trip that wakes it.
+"""
 
 from __future__ import annotations
 
@@ -11,68 +16,64 @@ from redis.client import Pipeline
 
 from worker import codec, keys
 
+ERROR = b"error"
+# A caller starts waiting right after queueing the job; a push nobody took within this
+# many seconds is for a caller that has given up.
+NOTIFY_TTL = 60
+
 
 @dataclass(frozen=True)
 class Result:
     """What a finished job produced: labels and probabilities, or an error message."""
 
-    labels: NDArray[np.uint8] | None = None
+    labels: NDArray[np.int64] | None = None
     probabilities: NDArray[np.float32] | None = None
     model_version: str | None = None
     error: str | None = None
 
 
 def write(
-    pipe: Pipeline,
-    job_id: str,
-    probabilities: NDArray[np.floating],
-    model_version: str,
-    ttl: int,
+    pipe: Pipeline, job_id: str, probabilities: NDArray[np.floating], model_version: str, ttl: int
 ) -> None:
     """Queue on `pipe` the result of a job and the wake-up of whoever waits for it."""
-    result_key = keys.job_result(job_id)
-    pipe.hset(
-        result_key,
-        mapping={
-            "labels": codec.labels_to_bytes(probabilities.argmax(axis=1)),
-            "probabilities": codec.probabilities_to_bytes(probabilities),
-            "model_version": model_version,
-        },
-    )
-    pipe.expire(result_key, ttl)
-    _notify(pipe, job_id, ttl)
+    payload = model_version.encode() + b":" + codec.probabilities_to_bytes(probabilities)
+    _store(pipe, job_id, payload, ttl)
 
 
 def write_error(connection: Redis, job_id: str, message: str, ttl: int) -> None:
     """Record that a job failed, and wake whoever waits for it."""
     pipe = connection.pipeline()
-    pipe.hset(keys.job_result(job_id), "error", message)
-    pipe.expire(keys.job_result(job_id), ttl)
-    _notify(pipe, job_id, ttl)
+    _store(pipe, job_id, ERROR + b":" + message.encode(), ttl)
     pipe.execute()
 
 
-def _notify(pipe: Pipeline, job_id: str, ttl: int) -> None:
-    pipe.rpush(keys.job_notify(job_id), b"1")
-    pipe.expire(keys.job_notify(job_id), ttl)
+def _store(pipe: Pipeline, job_id: str, payload: bytes, ttl: int) -> None:
+    pipe.set(keys.job_result(job_id), payload, ex=ttl)
+    pipe.rpush(keys.job_notify(job_id), payload)
+    pipe.expire(keys.job_notify(job_id), NOTIFY_TTL)
 
 
-def wait(connection: Redis, job_id: str, timeout: float) -> bool:
-    """Block until the job's worker signals the end or `timeout` seconds pass."""
+def wait(connection: Redis, job_id: str, timeout: float) -> Result | None:
+    """Block until the job ends (its result) or `timeout` seconds pass (None)."""
     if timeout <= 0:
-        return False
-    return connection.blpop([keys.job_notify(job_id)], timeout=timeout) is not None
+        return None
+    popped = connection.blpop([keys.job_notify(job_id)], timeout=timeout)
+    return None if popped is None else _decode(codec.raw(popped[1]))
 
 
 def read(connection: Redis, job_id: str) -> Result | None:
     """Return the job's result, or None when there is none (yet or any more)."""
-    fields = connection.hgetall(keys.job_result(job_id))
-    if not fields:
-        return None
-    if b"error" in fields:
-        return Result(error=codec.text(fields[b"error"]))
+    payload = connection.get(keys.job_result(job_id))
+    return None if payload is None else _decode(codec.raw(payload))
+
+
+def _decode(payload: bytes) -> Result:
+    head, _, body = payload.partition(b":")
+    if head == ERROR:
+        return Result(error=body.decode())
+    probabilities = codec.probabilities_from_bytes(body)  # (n, 10)
     return Result(
-        labels=codec.labels_from_bytes(codec.raw(fields[b"labels"])),
-        probabilities=codec.probabilities_from_bytes(codec.raw(fields[b"probabilities"])),
-        model_version=codec.text(fields[b"model_version"]),
+        labels=probabilities.argmax(axis=1),
+        probabilities=probabilities,
+        model_version=head.decode(),
     )

@@ -7,6 +7,7 @@ import logging
 from redis import Redis
 from rq import Queue, SimpleWorker
 from rq.serializers import JSONSerializer
+from threadpoolctl import threadpool_limits
 
 from worker import jobs, keys
 
@@ -28,8 +29,18 @@ def build(connection: Redis) -> SimpleWorker:
     )
 
 
-def run(connection: Redis, burst: bool = False, logging_level: str = "WARNING") -> bool:
-    """Preload the current model, then work; return whether any job ran."""
-    version = jobs.preload(connection)
-    log.info("worker starting with model %s", version or "(none active yet)")
-    return build(connection).work(burst=burst, logging_level=logging_level)
+def run(
+    connection: Redis,
+    burst: bool = False,
+    logging_level: str = "WARNING",
+    blas_threads: int | None = 1,
+) -> bool:
+    """Preload the current model, then work; return whether any job ran.
+
+    Workers scale by process, one per core: a BLAS pool per worker on top of that
+    oversubscribes the cores (measured 10x slower per job under load), so it defaults to 1.
+    """
+    with threadpool_limits(limits=blas_threads):
+        version = jobs.preload(connection)
+        log.info("worker starting with model %s", version or "(none active yet)")
+        return build(connection).work(burst=burst, logging_level=logging_level)

@@ -11,6 +11,7 @@ const ink = pad.getContext("2d");
 const keyInput = $("api-key");
 
 let drawn = false;
+let showingUpload = false; // the pad shows an uploaded picture: the next stroke starts afresh
 let lastPoint = null;
 let timer = null;
 let asked = 0; // numbers each prediction request so a slow older answer cannot win
@@ -29,6 +30,10 @@ async function request(url, options = {}) {
     throw new Error(error.message);
   }
   return body;
+}
+
+function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 function say(text, isError = false) {
@@ -52,6 +57,22 @@ function resetPad() {
   ink.lineJoin = "round";
   ink.lineWidth = pad.width * STROKE_SHARE;
   drawn = false;
+  showingUpload = false;
+}
+
+async function showUpload(file) {
+  resetPad();
+  try {
+    const picture = await createImageBitmap(file);
+    const fit = Math.min(pad.width / picture.width, pad.height / picture.height);
+    const width = picture.width * fit;
+    const height = picture.height * fit;
+    ink.drawImage(picture, (pad.width - width) / 2, (pad.height - height) / 2, width, height);
+    picture.close();
+    showingUpload = true;
+  } catch {
+    // A picture the browser cannot show may still be one the server reads: its answer decides.
+  }
 }
 
 function padPoint(event) {
@@ -78,6 +99,7 @@ function strokeTo(point) {
 
 function onPointerDown(event) {
   event.preventDefault();
+  if (showingUpload) resetPad();
   pad.setPointerCapture(event.pointerId);
   lastPoint = null;
   strokeTo(padPoint(event));
@@ -113,17 +135,22 @@ async function predictImage(blob) {
   try {
     const body = new FormData();
     body.append("file", blob, blob.name || "digit.png");
-    const answer = await request("v1/predict/image", { method: "POST", body });
+    const answer = await finished(await request("v1/predict/image", { method: "POST", body }));
     if (number !== asked) return;
-    if (!answer.labels) {
-      say("The workers are busy: try again in a moment.", true);
-      return;
-    }
     showPrediction(answer);
     say("");
   } catch (error) {
     if (number === asked) say(error.message, true);
   }
+}
+
+async function finished(answer) {
+  while (!answer.labels) {
+    if (answer.status === "failed") throw new Error(answer.error || "the prediction failed");
+    await sleep(POLL_MS);
+    answer = { ...answer, ...(await request(answer.status_url)) };
+  }
+  return answer;
 }
 
 function showPrediction(answer) {
@@ -143,8 +170,11 @@ function drawBars(probabilities, label) {
       const bar = document.createElement("div");
       bar.className = digit === label ? "bar best" : "bar";
       bar.dataset.digit = digit;
+      bar.dataset.probability = p;
       bar.title = `${digit}: ${(p * 100).toFixed(2)}%`;
-      bar.innerHTML = `<span class="fill" style="height:${(p * 100).toFixed(1)}%"></span>
+      const share = p >= 0.01 ? `${Math.round(p * 100)}%` : "";
+      bar.innerHTML = `<span class="share">${share}</span>
+        <span class="fill" style="height:calc((100% - 17px) * ${p.toFixed(4)})"></span>
         <span class="digit">${digit}</span>`;
       return bar;
     }),
@@ -196,8 +226,16 @@ async function followBatch(batch) {
     showVersion(status.model_version);
     if (status.status === "finished") return status;
     if (status.status === "failed") throw new Error(status.error || "the batch failed");
-    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+    await sleep(POLL_MS);
   }
+}
+
+async function checkReady() {
+  // Not `request`: a 503 here still carries the checks worth showing.
+  const response = await fetch("readyz");
+  const body = await response.json();
+  showVersion(body.checks && body.checks.model_version);
+  if (!response.ok) say(`Not ready: ${body.error.message}`, true);
 }
 
 // Wiring --------------------------------------------------------------------------------
@@ -209,6 +247,7 @@ function start() {
   });
   resetPad();
   drawBars(new Array(10).fill(0), -1);
+  checkReady().catch((error) => say(error.message, true));
   pad.addEventListener("pointerdown", onPointerDown);
   pad.addEventListener("pointermove", onPointerMove);
   pad.addEventListener("pointerup", onPointerUp);
@@ -223,7 +262,10 @@ function start() {
   });
   $("image-file").addEventListener("change", (event) => {
     const file = event.target.files[0];
-    if (file) predictImage(file);
+    if (file) {
+      showUpload(file);
+      predictImage(file);
+    }
     event.target.value = "";
   });
   $("csv-file").addEventListener("change", (event) => {

@@ -1,0 +1,19 @@
+"""`digits bench NAME`: run one benchmark and update its section of BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# Each module defines `register(subparsers)` for its own `digits bench NAME`.
+BENCH_MODULES = [
+    "scripts.bench.model",
+]
+
+
+def register(subparsers: Any) -> None:
+    """Add the `bench` subcommand and one sub-subcommand per benchmark."""
+    parser = subparsers.add_parser("bench", help="run a benchmark, update BENCHMARKS.md")
+    benches = parser.add_subparsers(dest="bench", required=True, metavar="NAME")
+    for name in BENCH_MODULES:
+        importlib.import_module(name).register(benches)

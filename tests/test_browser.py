@@ -1,0 +1,287 @@
+"""The drawing page in headless Chromium against the real service: API, Redis and a worker.
+
+Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them). Screenshots go
+to ./artifacts/.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import flask
+import numpy as np
+import pytest
+import requests
+from redis import Redis
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service as DriverService
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.ui import WebDriverWait
+from test_preprocess import WEIGHTS, encode, redraw
+from werkzeug.serving import BaseWSGIServer, make_server
+
+import model
+from api import create_app
+from model import data
+from scripts.registry import publish_file
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "artifacts"
+REDIS_URL = "redis://127.0.0.1:6379/13"  # this module's database: flushed before and after
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--window-size=1100,860",
+)
+CSV_ROWS = 300
+WAIT = 30  # seconds any single step of the page may take
+
+pytestmark = pytest.mark.slow
+
+
+class LiveService:
+    """The API served on a free port by a threaded WSGI server, with one worker process."""
+
+    def __init__(self) -> None:
+        self.app = create_app({"REDIS_URL": REDIS_URL, "DIGITS_CHUNK_ROWS": 50})
+        self.authorizations: list[str | None] = []
+        self.app.before_request(self._record_authorization)
+        self.server: BaseWSGIServer = make_server("127.0.0.1", 0, self.app, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.worker = subprocess.Popen(
+            [sys.executable, "-m", "scripts.cli", "worker", "--redis-url", REDIS_URL],
+            cwd=ROOT,
+        )
+
+    def _record_authorization(self) -> None:
+        if flask.request.path.startswith("/v1/"):
+            self.authorizations.append(flask.request.headers.get("Authorization"))
+
+    def start(self) -> None:
+        """Serve, and wait until /readyz sees Redis, the model and the worker."""
+        self.thread.start()
+        deadline = time.monotonic() + WAIT
+        while requests.get(f"{self.url}/readyz", timeout=5).status_code != 200:
+            assert self.worker.poll() is None, "the worker exited"
+            assert time.monotonic() < deadline, "the service did not get ready"
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        self.worker.terminate()
+        try:
+            self.worker.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.worker.kill()
+            self.worker.wait()
+        self.server.shutdown()
+        self.thread.join()
+
+
+@pytest.fixture(scope="module")
+def live() -> Iterator[LiveService]:
+    connection = Redis.from_url(REDIS_URL)
+    connection.flushdb()
+    publish_file(connection, WEIGHTS, activate=True)
+    service = LiveService()
+    try:
+        service.start()
+        yield service
+    finally:
+        service.stop()
+        connection.flushdb()
+        connection.close()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=DriverService(CHROMEDRIVER))
+    driver.set_script_timeout(WAIT)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture
+def page(
+    live: LiveService, browser: WebDriver, request: pytest.FixtureRequest
+) -> Iterator[WebDriver]:
+    """The page freshly loaded; after the test, a screenshot and no console errors."""
+    browser.get(f"{live.url}/")
+    WebDriverWait(browser, WAIT).until(lambda driver: driver.find_elements(By.CSS_SELECTOR, ".bar"))
+    browser.get_log("browser")  # start each test with an empty console
+    yield browser
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / f"{request.node.name}.png"))
+    errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+    assert errors == []
+
+
+@pytest.fixture(scope="module")
+def mnist_test() -> tuple[np.ndarray, np.ndarray]:
+    _, _, x_test, y_test = data.load_mnist()
+    return x_test, y_test
+
+
+def seven() -> list[list[tuple[float, float]]]:
+    """Pen strokes of a 7 on the 280 px pad: the bar, then the stem with a slight curve."""
+    bar = [(70 + 14 * i, 62 + (i % 2)) for i in range(11)]
+    stem = [(210 - 9 * i, 62 + 17 * i + 3 * math.sin(i / 3)) for i in range(12)]
+    return [bar + stem]
+
+
+def draw(driver: WebDriver, strokes: list[list[tuple[float, float]]]) -> None:
+    """Draw with the mouse: Selenium's actions reach the page as real pointer events."""
+    pad = driver.find_element(By.ID, "pad")
+    half = pad.size["width"] / 2
+    actions = ActionChains(driver, duration=10)
+    for stroke in strokes:
+        x, y = stroke[0]
+        actions.move_to_element_with_offset(pad, int(x - half), int(y - half)).click_and_hold()
+        for x, y in stroke[1:]:
+            actions.move_to_element_with_offset(pad, int(x - half), int(y - half))
+        actions.release()
+    actions.perform()
+
+
+def prediction(driver: WebDriver) -> dict:
+    """Wait for an answer, then read what the page shows."""
+    WebDriverWait(driver, WAIT).until(
+        lambda d: d.find_element(By.ID, "label").text not in ("?", "")
+    )
+    return driver.execute_script(
+        """
+        const seen = document.getElementById("seen").getContext("2d").getImageData(0, 0, 28, 28);
+        let ink = 0;
+        for (let i = 0; i < seen.data.length; i += 4) ink += seen.data[i];
+        return {
+          label: document.getElementById("label").textContent,
+          best: [...document.querySelectorAll(".bar.best")].map((b) => b.dataset.digit),
+          bars: [...document.querySelectorAll(".bar")].map((b) => parseFloat(b.dataset.probability)),
+          seenInk: ink,
+          version: document.getElementById("model-version").textContent,
+          message: document.getElementById("message").textContent,
+        };
+        """
+    )
+
+
+def current_version(live: LiveService) -> str:
+    return requests.get(f"{live.url}/v1/models", timeout=5).json()["current"]
+
+
+def test_page_loads_without_console_errors(page: WebDriver) -> None:
+    assert page.title == "digits"
+    assert len(page.find_elements(By.CSS_SELECTOR, "#bars .bar")) == 10
+    assert page.find_element(By.ID, "pad").size == {"width": 280, "height": 280}
+
+
+def test_drawing_a_digit_shows_its_prediction(page: WebDriver, live: LiveService) -> None:
+    draw(page, seven())
+    shown = prediction(page)
+    assert shown["label"] == "7"
+    assert shown["best"] == ["7"]
+    assert len(shown["bars"]) == 10 and sum(shown["bars"]) == pytest.approx(1, abs=1e-3)
+    assert shown["bars"][7] == max(shown["bars"])
+    assert shown["seenInk"] > 0
+    assert shown["version"] == current_version(live)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.save_screenshot(str(ARTIFACTS / "drawn-digit.png"))
+
+
+def test_clear_empties_the_pad(page: WebDriver) -> None:
+    draw(page, seven())
+    prediction(page)
+    page.find_element(By.ID, "clear").click()
+    assert page.find_element(By.ID, "label").text == "?"
+    blank = page.execute_script(
+        """
+        const pad = document.getElementById("pad");
+        const pixels = pad.getContext("2d").getImageData(0, 0, pad.width, pad.height).data;
+        return pixels.every((value) => value === 255);
+        """
+    )
+    assert blank
+
+
+def test_uploading_a_picture_shows_its_prediction(
+    page: WebDriver, mnist_test: tuple[np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
+    x_test, y_test = mnist_test
+    picture = tmp_path / "digit.jpg"
+    picture.write_bytes(
+        encode(redraw(x_test[3].reshape(28, 28), np.random.default_rng(5)), "JPEG", quality=85)
+    )
+    page.find_element(By.ID, "image-file").send_keys(str(picture))
+    shown = prediction(page)
+    assert shown["label"] == str(y_test[3])
+    assert shown["seenInk"] > 0
+
+
+def test_csv_upload_reaches_100_percent_and_offers_the_submission(
+    page: WebDriver, mnist_test: tuple[np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
+    x_test, y_test = mnist_test
+    rows = np.column_stack([y_test[:CSV_ROWS], x_test[:CSV_ROWS]])
+    header = "label," + ",".join(f"pixel{i}" for i in range(784))
+    upload = tmp_path / "test.csv"
+    np.savetxt(upload, rows, fmt="%d", delimiter=",", header=header, comments="")
+    page.find_element(By.ID, "csv-file").send_keys(str(upload))
+    link = WebDriverWait(page, WAIT).until(
+        lambda d: (
+            d.find_element(By.ID, "download")
+            if d.find_element(By.ID, "download").is_displayed()
+            else None
+        )
+    )
+    assert page.find_element(By.ID, "progress").get_attribute("value") == "1"
+    assert "Done: 300 rows" in page.find_element(By.ID, "batch-status").text
+    assert link.get_attribute("download") == "submission.csv"
+    text = page.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "fetch(arguments[0]).then((r) => r.text()).then(done);",
+        link.get_attribute("href"),
+    )
+    submission = list(csv.reader(io.StringIO(text)))
+    assert submission[0] == ["ImageId", "Label"]
+    assert [int(image_id) for image_id, _ in submission[1:]] == list(range(1, CSV_ROWS + 1))
+    labels = np.array([int(label) for _, label in submission[1:]])
+    assert np.array_equal(labels, model.load(WEIGHTS).predict(x_test[:CSV_ROWS]))
+
+
+def test_api_key_is_sent_and_remembered(page: WebDriver, live: LiveService) -> None:
+    key = page.find_element(By.ID, "api-key")
+    key.send_keys("s3cret-key")
+    page.find_element(By.ID, "clear").click()  # moves the focus: the key field's change event
+    live.authorizations.clear()
+    draw(page, seven())
+    prediction(page)
+    assert "Bearer s3cret-key" in live.authorizations
+    page.refresh()
+    WebDriverWait(page, WAIT).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".bar"))
+    assert page.find_element(By.ID, "api-key").get_attribute("value") == "s3cret-key"
+    page.execute_script("localStorage.clear()")

@@ -1,0 +1,105 @@
+"""compose.yaml names only commands, flags, environment variables and ports the code has."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from api.config import DEFAULTS
+from scripts import serve
+from scripts.cli import build_parser
+
+ROOT = Path(__file__).resolve().parent.parent
+SOURCES = ("api", "worker", "scripts", "model")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "compose.yaml").read_text())
+
+
+@pytest.fixture(scope="module")
+def parser(monkeypatch_module: pytest.MonkeyPatch) -> argparse.ArgumentParser:
+    return build_parser()
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module() -> Any:
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("PORT", "REDIS_URL", "DIGITS_HOST"):
+            patch.delenv(name, raising=False)
+        yield patch
+
+
+def digits_commands(service: dict[str, Any]) -> list[list[str]]:
+    """Every `digits ...` command line a service runs, also inside `sh -c "a && b"`."""
+    command = service.get("command", [])
+    if command[:2] == ["sh", "-c"]:
+        return [shlex.split(part) for part in command[2].split("&&")]
+    return [command] if command[:1] == ["digits"] else []
+
+
+def test_services_and_redis_settings(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert {"redis", "api", "worker", "trainer"} <= set(services)
+    redis = services["redis"]
+    assert redis["image"].startswith("redis:")
+    assert " --appendonly yes" in " " + " ".join(redis["command"])
+    assert "--maxmemory-policy noeviction" in " ".join(redis["command"])
+    assert redis["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
+    assert services["worker"]["deploy"]["replicas"] >= 1
+    assert services["trainer"]["profiles"] == ["train"]
+
+
+def test_every_command_parses(compose: dict[str, Any], parser: argparse.ArgumentParser) -> None:
+    commands = [c for service in compose["services"].values() for c in digits_commands(service)]
+    names = {command[1] for command in commands}
+    assert {"api", "worker", "publish", "train", "fetch-data"} <= names
+    for command in commands:
+        assert command[0] == "digits"
+        parser.parse_args(command[1:])  # exits (fails the test) on an unknown command or flag
+
+
+def test_every_environment_variable_is_read_by_the_code(compose: dict[str, Any]) -> None:
+    code = "\n".join(
+        path.read_text() for package in SOURCES for path in (ROOT / package).rglob("*.py")
+    )
+    for name, service in compose["services"].items():
+        for variable in service.get("environment", {}):
+            assert variable in DEFAULTS or re.search(rf"[\"']{variable}[\"']", code), (
+                f"{name}: {variable} is not read anywhere"
+            )
+
+
+def test_ports_agree(compose: dict[str, Any], parser: argparse.ArgumentParser) -> None:
+    api = compose["services"]["api"]
+    published, container = api["ports"][0].split(":")
+    args = parser.parse_args(api["command"][1:])
+    assert int(container) == args.port == int(api["environment"]["PORT"])
+    assert parser.parse_args(["api"]).port == int(container)  # the default needs no setting
+    for service in compose["services"].values():
+        url = service.get("environment", {}).get("REDIS_URL")
+        if url:
+            assert url == "redis://redis:6379/0"  # the redis service, on Redis's default port
+    assert DEFAULTS["REDIS_URL"].endswith(":6379/0")
+
+
+def test_paths_agree(compose: dict[str, Any], parser: argparse.ArgumentParser) -> None:
+    seed = parser.parse_args(compose["services"]["seed"]["command"][1:])
+    assert ROOT / seed.path == serve.WEIGHTS_DIR / serve.SHIPPED_WEIGHTS[0]
+    trainer = compose["services"]["trainer"]
+    train, publish = (
+        parser.parse_args(command[1:])
+        for command in digits_commands(trainer)
+        if command[1] in ("train", "publish")
+    )
+    assert Path(train.out) == publish.path
+    mounts = {volume.split(":")[1] for volume in trainer["volumes"]}
+    assert str(publish.path.parent) in mounts
+    assert trainer["environment"]["DIGITS_DATA_DIR"] in mounts
