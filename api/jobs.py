@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import numpy as np
 from flask import Blueprint, request, url_for
+from numpy.typing import NDArray
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
@@ -58,7 +60,7 @@ def job_status(job_id: str) -> Any:
     return _pending(found, job_id)
 
 
-def _images(found: Services) -> Any:
+def _images(found: Services) -> NDArray[np.uint8]:
     if request.mimetype != "application/json":
         raise ApiError(415, "unsupported_media_type", "send the images as application/json")
     return payload.parse_images(request.get_data(cache=False), found.config["DIGITS_MAX_IMAGES"])
@@ -94,8 +96,14 @@ def _pending(found: Services, job_id: str) -> dict[str, Any]:
         return {"job_id": job_id, "status": "started"}
     if status in QUEUED:
         return {"job_id": job_id, "status": "queued"}
-    # Failed without a message (its worker died), or finished but the result expired.
-    return {"job_id": job_id, "status": "failed", "error": f"the job ended as {status}"}
+    return {"job_id": job_id, "status": "failed", "error": _failure(job, status)}
+
+
+def _failure(job: Job, status: JobStatus | None) -> str:
+    """Say why a job without a result ended: RQ's last exception line, else its status."""
+    latest = job.latest_result()
+    lines = (latest.exc_string or "").strip().splitlines() if latest is not None else []
+    return lines[-1] if lines else f"the job ended as {status}"
 
 
 def _unknown(job_id: str) -> ApiError:

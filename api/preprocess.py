@@ -8,6 +8,7 @@ at the centre. `preprocess` does the same to an uploaded photo, scan or canvas d
 from __future__ import annotations
 
 import io
+import struct
 import warnings
 
 import numpy as np
@@ -60,12 +61,13 @@ def decode(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
             ) from exc
     if image.width * image.height > max_pixels:
         raise too_large(max_pixels)
-    image.draft("RGB", (WORK_SIDE, WORK_SIDE))  # JPEG only: decode at a reduced scale
+    image.draft("L", (WORK_SIDE, WORK_SIDE))  # JPEG only: decode in grey at a reduced scale
     try:
         image.load()
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        upright = ImageOps.exif_transpose(image)
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
         raise ImageError("unreadable_image", f"the image is damaged or truncated: {exc}") from exc
-    return shrink(premultiplied(ImageOps.exif_transpose(image)))
+    return shrink(premultiplied(upright))
 
 
 def too_large(max_pixels: int) -> ImageError:

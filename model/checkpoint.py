@@ -75,7 +75,7 @@ def loads(data: bytes, source: str = "weights") -> Network:
         architecture = metadata["architecture"]
         net = Network(rebuild(architecture["layers"]), metadata)
         net.normalise(np.zeros((1, 784), np.uint8))
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, MemoryError) as exc:
         raise WeightsError(f"{source}: metadata does not describe a network: {exc!r}") from exc
     _check_arrays(net.state(), arrays, source)
     net.load_state(arrays)

@@ -52,8 +52,14 @@ def column_sums(X: Array) -> Array:
     return np.ones(len(X), X.dtype) @ X
 
 
-def he_normal(rng: np.random.Generator, shape: tuple[int, ...], fan_in: int) -> Array:
-    """Draw He-initialised weights: N(0, 2 / fan_in), right for ReLU networks."""
+def he_normal(rng: np.random.Generator | None, shape: tuple[int, ...], fan_in: int) -> Array:
+    """Draw He-initialised weights: N(0, 2 / fan_in), right for ReLU networks.
+
+    Without a generator, return zeros: placeholders for weights about to be loaded,
+    which costs nothing until they are filled.
+    """
+    if rng is None:
+        return np.zeros(shape, np.float32)
     return (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(np.float32)
 
 
@@ -62,7 +68,6 @@ class Dense(Layer):
 
     def __init__(self, n_in: int, n_out: int, rng: np.random.Generator | None = None) -> None:
         super().__init__()
-        rng = rng or np.random.default_rng(0)
         self.params = {
             "W": he_normal(rng, (n_in, n_out), n_in),  # (n_in, n_out)
             "b": np.zeros(n_out, np.float32),  # (n_out,)
@@ -133,7 +138,7 @@ class Dropout(Layer):
         super().__init__()
         self.rate = rate
         self.rng = rng or np.random.default_rng(0)
-        self.mask: Array | None = None
+        self.mask: NDArray[Any] | None = None
 
     def spec(self) -> dict[str, Any]:
         return {"type": "Dropout", "rate": self.rate}
@@ -142,8 +147,9 @@ class Dropout(Layer):
         if not training or self.rate == 0:
             return X
         keep = np.float32(1 - self.rate)
-        self.mask = (self.rng.random(X.shape, dtype=np.float32) < keep) / keep
-        X *= self.mask
+        mask = (self.rng.random(X.shape, dtype=np.float32) < keep) / keep
+        self.mask = mask
+        X *= mask
         return X
 
     def backward(self, dY: Array) -> Array:
@@ -174,7 +180,7 @@ class BatchNorm(Layer):
             "var": np.ones(n_features, np.float32),
         }
         self.X_hat: Array | None = None
-        self.inv_std: Array | None = None
+        self.inv_std: NDArray[Any] | None = None
 
     def spec(self) -> dict[str, Any]:
         return {
@@ -206,8 +212,9 @@ class BatchNorm(Layer):
         m = self.momentum
         self.buffers["mean"] = (m * self.buffers["mean"] + (1 - m) * mean).astype(np.float32)
         self.buffers["var"] = (m * self.buffers["var"] + (1 - m) * var).astype(np.float32)
-        self.inv_std = 1 / np.sqrt(var + self.eps)
-        flat *= self.inv_std
+        inv_std = 1 / np.sqrt(var + self.eps)
+        self.inv_std = inv_std
+        flat *= inv_std
         self.X_hat = X  # (..., features), normalised in place
         return X * self.params["gamma"] + self.params["beta"]
 
@@ -244,7 +251,6 @@ class Conv2D(Layer):
         rng: np.random.Generator | None = None,
     ) -> None:
         super().__init__()
-        rng = rng or np.random.default_rng(0)
         fan_in = kernel * kernel * c_in
         self.kernel = kernel
         self.padding = padding

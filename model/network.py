@@ -134,7 +134,8 @@ def fold(layers: Sequence[Layer], normalisation: dict[str, float]) -> list[Layer
     x @ (s*W) + t*sum(W)`; exact for a convolution only without padding), each
     BatchNorm into the Dense/Conv2D before it, and Dropout disappears.
     """
-    scale, shift = normalisation["scale"], normalisation["shift"]
+    scale: float | None = normalisation["scale"]
+    shift = normalisation["shift"]
     plan: list[Layer] = []
     for layer in layers:
         if isinstance(layer, Dropout):

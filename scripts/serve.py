@@ -160,11 +160,14 @@ def _serve(
     if not wait_ready(base, children, stop):
         if stop.is_set():
             return 0
-        print(f"digits up: {base}/readyz did not turn green", file=sys.stderr)
+        if any(child.poll() is not None for child in children):
+            print(f"digits up: a process exited early (is port {args.port} free?)", file=sys.stderr)
+        else:
+            print(f"digits up: {base}/readyz did not turn green", file=sys.stderr)
         return 1
+    workers = f"{args.workers} worker{'s' if args.workers != 1 else ''}"
     print(
-        f"digits up: serving on {base}  (model {version}, {args.workers} workers); Ctrl-C stops it",
-        flush=True,
+        f"digits up: serving on {base}  (model {version}, {workers}); Ctrl-C stops it", flush=True
     )
     while not stop.wait(0.5):
         if any(child.poll() is not None for child in children):

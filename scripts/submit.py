@@ -13,7 +13,7 @@ import requests
 from tqdm import tqdm
 
 DEFAULT_URL = "http://127.0.0.1:8000"
-POLL_SECONDS = 0.2
+POLL_SECONDS = 0.1
 
 
 class SubmitError(RuntimeError):

@@ -139,4 +139,3 @@ def write_report(
     title = f"{metrics['arch']} on the MNIST test split: {100 * metrics['test_accuracy']:.2f}%"
     report.plot_confusion(np.array(metrics["confusion"]), Path(f"{stem}.confusion.png"), title)
     report.plot_errors(x_test, y_test, probabilities, Path(f"{stem}.errors.png"))
-

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from flask.testing import FlaskClient
 from redis import Redis
+from rq import Queue
+from rq.serializers import JSONSerializer
 
 from worker import keys
 
@@ -177,4 +179,39 @@ def test_bad_wait_is_400(client: FlaskClient, service, wait: str) -> None:
     response = client.post(f"/v1/predict?wait={wait}", json={"pixels": GOOD})
     assert response.status_code == 400
     assert response.json["error"]["code"] == "invalid_parameter"
+    assert service.queued() == 0
+
+
+def test_failed_job_without_callback_shows_rqs_exception(
+    client: FlaskClient, redis_conn: Redis, service, published: dict
+) -> None:
+    job_id = "f" * 32  # queued as if by the API, but its pixels are gone and no callback ran
+    queue = Queue(keys.PREDICT_QUEUE, connection=redis_conn, serializer=JSONSerializer)
+    queue.enqueue_call("worker.jobs.predict", args=[job_id, 60], job_id=job_id)
+    assert client.get(f"/v1/jobs/{job_id}").json["status"] == "queued"
+    service.work()
+    body = client.get(f"/v1/jobs/{job_id}").json
+    assert body == {
+        "job_id": job_id,
+        "status": "failed",
+        "error": f"LookupError: job {job_id}: its pixels expired or were deleted",
+    }
+
+
+def test_rejected_requests_leave_earlier_work_intact(
+    client: FlaskClient, service, published: dict, pixels: np.ndarray
+) -> None:
+    job_id = client.post("/v1/jobs", json={"images": pixels[:2].tolist()}).json["job_id"]
+    service.work()
+    before = client.get(f"/v1/jobs/{job_id}").json
+    for body in (b"{", b'{"pixels": [1]}', b"[]", b"\xff" * 100):
+        assert client.post(
+            "/v1/predict", data=body, content_type="application/json"
+        ).status_code in (
+            400,
+            422,
+        )
+    assert client.post("/v1/batches", data=b"x", content_type="text/csv").status_code == 422
+    assert client.get(f"/v1/jobs/{job_id}").json == before
+    assert client.get("/v1/models").json["current"] == published["a"]
     assert service.queued() == 0

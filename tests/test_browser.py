@@ -22,10 +22,10 @@ import pytest
 import requests
 from redis import Redis
 from selenium import webdriver
+from selenium.webdriver import Chrome
 from selenium.webdriver.chrome.service import Service as DriverService
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
-from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 from test_preprocess import WEIGHTS, encode, redraw
 from werkzeug.serving import BaseWSGIServer, make_server
@@ -111,7 +111,7 @@ def live() -> Iterator[LiveService]:
 
 
 @pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chrome]:
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in CHROMIUM_FLAGS:
@@ -127,9 +127,7 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
 
 
 @pytest.fixture
-def page(
-    live: LiveService, browser: WebDriver, request: pytest.FixtureRequest
-) -> Iterator[WebDriver]:
+def page(live: LiveService, browser: Chrome, request: pytest.FixtureRequest) -> Iterator[Chrome]:
     """The page freshly loaded; after the test, a screenshot and no console errors."""
     browser.get(f"{live.url}/")
     WebDriverWait(browser, WAIT).until(lambda driver: driver.find_elements(By.CSS_SELECTOR, ".bar"))
@@ -149,12 +147,19 @@ def mnist_test() -> tuple[np.ndarray, np.ndarray]:
 
 def seven() -> list[list[tuple[float, float]]]:
     """Pen strokes of a 7 on the 280 px pad: the bar, then the stem with a slight curve."""
-    bar = [(70 + 14 * i, 62 + (i % 2)) for i in range(11)]
+    bar = [(70.0 + 14 * i, 62.0 + i % 2) for i in range(11)]
     stem = [(210 - 9 * i, 62 + 17 * i + 3 * math.sin(i / 3)) for i in range(12)]
     return [bar + stem]
 
 
-def draw(driver: WebDriver, strokes: list[list[tuple[float, float]]]) -> None:
+def three() -> list[list[tuple[float, float]]]:
+    """Pen strokes of a 3: two bowls, drawn in one go from the top left."""
+    top = [(140 + 48 * math.cos(a), 95 + 40 * math.sin(a)) for a in np.linspace(-2.6, 1.5, 14)]
+    bottom = [(140 + 58 * math.cos(a), 185 + 52 * math.sin(a)) for a in np.linspace(-1.5, 2.5, 16)]
+    return [top + bottom]
+
+
+def draw(driver: Chrome, strokes: list[list[tuple[float, float]]]) -> None:
     """Draw with the mouse: Selenium's actions reach the page as real pointer events."""
     pad = driver.find_element(By.ID, "pad")
     half = pad.size["width"] / 2
@@ -168,7 +173,7 @@ def draw(driver: WebDriver, strokes: list[list[tuple[float, float]]]) -> None:
     actions.perform()
 
 
-def prediction(driver: WebDriver) -> dict:
+def prediction(driver: Chrome) -> dict:
     """Wait for an answer, then read what the page shows."""
     WebDriverWait(driver, WAIT).until(
         lambda d: d.find_element(By.ID, "label").text not in ("?", "")
@@ -181,7 +186,7 @@ def prediction(driver: WebDriver) -> dict:
         return {
           label: document.getElementById("label").textContent,
           best: [...document.querySelectorAll(".bar.best")].map((b) => b.dataset.digit),
-          bars: [...document.querySelectorAll(".bar")].map((b) => parseFloat(b.dataset.probability)),
+          bars: [...document.querySelectorAll(".bar")].map((b) => Number(b.dataset.probability)),
           seenInk: ink,
           version: document.getElementById("model-version").textContent,
           message: document.getElementById("message").textContent,
@@ -194,26 +199,26 @@ def current_version(live: LiveService) -> str:
     return requests.get(f"{live.url}/v1/models", timeout=5).json()["current"]
 
 
-def test_page_loads_without_console_errors(page: WebDriver) -> None:
+def test_page_loads_without_console_errors(page: Chrome) -> None:
     assert page.title == "digits"
     assert len(page.find_elements(By.CSS_SELECTOR, "#bars .bar")) == 10
     assert page.find_element(By.ID, "pad").size == {"width": 280, "height": 280}
 
 
-def test_drawing_a_digit_shows_its_prediction(page: WebDriver, live: LiveService) -> None:
-    draw(page, seven())
+def test_drawing_a_digit_shows_its_prediction(page: Chrome, live: LiveService) -> None:
+    draw(page, three())
     shown = prediction(page)
-    assert shown["label"] == "7"
-    assert shown["best"] == ["7"]
+    assert shown["label"] == "3"
+    assert shown["best"] == ["3"]
     assert len(shown["bars"]) == 10 and sum(shown["bars"]) == pytest.approx(1, abs=1e-3)
-    assert shown["bars"][7] == max(shown["bars"])
+    assert shown["bars"][3] == max(shown["bars"])
     assert shown["seenInk"] > 0
     assert shown["version"] == current_version(live)
     ARTIFACTS.mkdir(exist_ok=True)
     page.save_screenshot(str(ARTIFACTS / "drawn-digit.png"))
 
 
-def test_clear_empties_the_pad(page: WebDriver) -> None:
+def test_clear_empties_the_pad(page: Chrome) -> None:
     draw(page, seven())
     prediction(page)
     page.find_element(By.ID, "clear").click()
@@ -229,7 +234,7 @@ def test_clear_empties_the_pad(page: WebDriver) -> None:
 
 
 def test_uploading_a_picture_shows_its_prediction(
-    page: WebDriver, mnist_test: tuple[np.ndarray, np.ndarray], tmp_path: Path
+    page: Chrome, mnist_test: tuple[np.ndarray, np.ndarray], tmp_path: Path
 ) -> None:
     x_test, y_test = mnist_test
     picture = tmp_path / "digit.jpg"
@@ -243,7 +248,7 @@ def test_uploading_a_picture_shows_its_prediction(
 
 
 def test_csv_upload_reaches_100_percent_and_offers_the_submission(
-    page: WebDriver, mnist_test: tuple[np.ndarray, np.ndarray], tmp_path: Path
+    page: Chrome, mnist_test: tuple[np.ndarray, np.ndarray], tmp_path: Path
 ) -> None:
     x_test, y_test = mnist_test
     rows = np.column_stack([y_test[:CSV_ROWS], x_test[:CSV_ROWS]])
@@ -251,13 +256,8 @@ def test_csv_upload_reaches_100_percent_and_offers_the_submission(
     upload = tmp_path / "test.csv"
     np.savetxt(upload, rows, fmt="%d", delimiter=",", header=header, comments="")
     page.find_element(By.ID, "csv-file").send_keys(str(upload))
-    link = WebDriverWait(page, WAIT).until(
-        lambda d: (
-            d.find_element(By.ID, "download")
-            if d.find_element(By.ID, "download").is_displayed()
-            else None
-        )
-    )
+    WebDriverWait(page, WAIT).until(lambda d: d.find_element(By.ID, "download").is_displayed())
+    link = page.find_element(By.ID, "download")
     assert page.find_element(By.ID, "progress").get_attribute("value") == "1"
     assert "Done: 300 rows" in page.find_element(By.ID, "batch-status").text
     assert link.get_attribute("download") == "submission.csv"
@@ -273,7 +273,7 @@ def test_csv_upload_reaches_100_percent_and_offers_the_submission(
     assert np.array_equal(labels, model.load(WEIGHTS).predict(x_test[:CSV_ROWS]))
 
 
-def test_api_key_is_sent_and_remembered(page: WebDriver, live: LiveService) -> None:
+def test_api_key_is_sent_and_remembered(page: Chrome, live: LiveService) -> None:
     key = page.find_element(By.ID, "api-key")
     key.send_keys("s3cret-key")
     page.find_element(By.ID, "clear").click()  # moves the focus: the key field's change event

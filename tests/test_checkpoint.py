@@ -110,6 +110,18 @@ BAD_FILES = {
             )
         ),
     ),
+    "huge layer": _with(
+        GOOD,
+        metadata=_metadata(
+            json.dumps(
+                GOOD_META
+                | {
+                    "architecture": GOOD_META["architecture"]
+                    | {"layers": [{"type": "Dense", "n_in": 784, "n_out": 10**8}]}
+                }
+            )
+        ),
+    ),
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 import shlex
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,16 +26,12 @@ def compose() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def parser(monkeypatch_module: pytest.MonkeyPatch) -> argparse.ArgumentParser:
-    return build_parser()
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module() -> Any:
+def parser() -> Iterator[argparse.ArgumentParser]:
+    """The real `digits` parser, its defaults built without the settings compose would set."""
     with pytest.MonkeyPatch.context() as patch:
         for name in ("PORT", "REDIS_URL", "DIGITS_HOST"):
             patch.delenv(name, raising=False)
-        yield patch
+        yield build_parser()
 
 
 def digits_commands(service: dict[str, Any]) -> list[list[str]]:

@@ -1,6 +1,9 @@
-"""The worker: preloads before its loop, caches the model, follows the registry, refuses bad weights."""
+"""The worker: preloads, caches the model, follows the registry, refuses bad weights."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import pytest
 from redis import Redis
@@ -57,3 +60,14 @@ def test_burst_worker_returns_whether_it_worked(client, service, published: dict
     client.post("/v1/jobs", json={"pixels": [0] * 784})
     assert service.work() is True
     assert service.queued() == 0
+
+
+def test_worker_command_in_burst_mode(client, redis_conn: Redis, redis_url: str, published) -> None:
+    job_id = client.post("/v1/jobs", json={"pixels": [0] * 784}).json["job_id"]
+    subprocess.run(
+        [sys.executable, "-m", "scripts.cli", "worker", "--burst", "--redis-url", redis_url],
+        check=True,
+        timeout=60,
+    )
+    body = client.get(f"/v1/jobs/{job_id}").json
+    assert (body["status"], body["model_version"]) == ("finished", published["a"])

@@ -3,7 +3,7 @@
 
 const PREDICT_DELAY_MS = 150; // wait for a pause in the stroke before asking again
 const POLL_MS = 400;
-const STROKE_SHARE = 0.07; // pen width as a share of the pad's side, close to MNIST strokes
+const STROKE_SHARE = 0.08; // pen width as a share of the pad's side, close to MNIST strokes
 
 const $ = (id) => document.getElementById(id);
 const pad = $("pad");
