@@ -103,7 +103,7 @@ def _parse(source: bytes, max_rows: int) -> tuple[NDArray[np.uint8], NDArray[np.
 
 
 def _find(batch_id: str) -> batches.Batch:
-    batch = batches.read(services().redis, batch_id) if batch_id.isalnum() else None
+    batch = batches.read(services().redis, batch_id) if dispatch.is_id(batch_id) else None
     if batch is None:
         raise ApiError(404, "not_found", f"no batch {batch_id!r}: unknown, or it expired")
     return batch

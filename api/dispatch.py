@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import numpy as np
@@ -12,6 +13,13 @@ from rq.job import Callback
 
 from api.services import Services
 from worker import batches, codec, keys
+
+ID = re.compile(r"[0-9a-f]{32}")  # job and batch ids: uuid4 in hex
+
+
+def is_id(text: str) -> bool:
+    """Say whether `text` could be a job or batch id made here."""
+    return ID.fullmatch(text) is not None
 
 
 def submit_images(services: Services, pixels: NDArray[np.uint8]) -> str:

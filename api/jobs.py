@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import numpy as np
@@ -19,7 +18,6 @@ from worker import results
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1")
 
-JOB_ID = re.compile(r"[0-9a-f]{32}")
 QUEUED = {JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED, JobStatus.CREATED}
 
 
@@ -50,7 +48,7 @@ def create_job() -> Any:
 def job_status(job_id: str) -> Any:
     """Report a job: queued, started, finished (with labels) or failed (with the error)."""
     found = services()
-    if not JOB_ID.fullmatch(job_id):
+    if not dispatch.is_id(job_id):
         raise _unknown(job_id)
     result = results.read(found.redis, job_id)
     if result is not None and result.error is None:

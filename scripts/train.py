@@ -29,11 +29,12 @@ DEFAULTS = {
     "mlp": TrainConfig(
         arch="mlp",
         epochs=10,
-        batch_size=128,
+        batch_size=256,
         optimizer="adam",
-        lr=2e-3,
-        label_smoothing=0.0,
-        augment=False,
+        lr=3e-3,
+        label_smoothing=0.1,
+        augment=True,
+        warp=Warp(degrees=0.0, scale=0.0, shift=1.5),
     ),
     "cnn": TrainConfig(
         arch="cnn",

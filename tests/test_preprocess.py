@@ -16,7 +16,7 @@ import model
 from api.preprocess import ImageError, otsu_threshold, preprocess
 from model import data
 
-WEIGHTS = Path("/tmp/quick_mlp.npz")  # DEV
+WEIGHTS = Path(__file__).resolve().parent.parent / "model" / "weights" / "cnn.npz"
 SAMPLE = 1000  # MNIST test digits redrawn for the accuracy comparison
 
 

@@ -20,10 +20,10 @@ def test_publish_is_idempotent_and_keyed_by_content(
     version, added = registry.publish(redis_conn, networks["a"], metadata)
     assert version == model.file_version(networks["a"])
     assert added is True
-    record = registry.record(redis_conn, version)
+    records = registry.records(redis_conn)
     assert registry.publish(redis_conn, networks["a"], {"other": 1}) == (version, False)
-    assert registry.record(redis_conn, version) == record
-    assert [found.version for found in registry.records(redis_conn)] == [version]
+    assert registry.records(redis_conn) == records
+    assert [found.version for found in records] == [version]
     assert redis_conn.get(keys.model_weights(version)) == networks["a"]
     assert redis_conn.ttl(keys.model_weights(version)) == -1  # the registry is not transient
     assert registry.current(redis_conn) is None

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 from redis import Redis
+from rq import SimpleWorker
 
 from worker import jobs, keys, registry, runner
 from worker.cache import ModelCache, NoModel
@@ -49,7 +50,7 @@ def test_cache_keeps_serving_when_the_new_version_does_not_load(
 
 def test_worker_is_simple_json_and_on_both_queues(redis_conn: Redis) -> None:
     worker = runner.build(redis_conn)
-    assert type(worker).__name__ == "SimpleWorker"
+    assert isinstance(worker, SimpleWorker)
     assert worker.serializer.__name__ == "JSONSerializer"
     assert worker.queue_names() == [keys.PREDICT_QUEUE, keys.BATCH_QUEUE]
     assert worker.worker_ttl == runner.WORKER_TTL
@@ -71,3 +72,23 @@ def test_worker_command_in_burst_mode(client, redis_conn: Redis, redis_url: str,
     )
     body = client.get(f"/v1/jobs/{job_id}").json
     assert (body["status"], body["model_version"]) == ("finished", published["a"])
+
+
+def test_worker_skips_redundant_writes(redis_conn: Redis) -> None:
+    worker = runner.build(redis_conn)
+    worker.register_birth()
+    beat = worker.last_heartbeat
+    worker.heartbeat()
+    assert worker.last_heartbeat == beat  # within HEARTBEAT_INTERVAL of the last one
+    worker.heartbeat(timeout=200)
+    assert worker.last_heartbeat != beat and redis_conn.ttl(worker.key) > 100
+    pipe = redis_conn.pipeline()
+    worker.heartbeat(pipeline=pipe)
+    assert len(pipe) == 2  # RQ's own pipelines always get their heartbeat
+    worker.set_state("idle")
+    redis_conn.hset(worker.key, "state", "marker")
+    worker.set_state("idle")
+    assert redis_conn.hget(worker.key, "state") == b"marker"
+    worker.set_state("busy")
+    assert redis_conn.hget(worker.key, "state") == b"busy"
+    worker.register_death()

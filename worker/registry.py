@@ -58,14 +58,6 @@ def records(connection: Redis) -> list[ModelRecord]:
     return sorted(found, key=lambda record: record.published_at, reverse=True)
 
 
-def record(connection: Redis, version: str) -> ModelRecord:
-    """Return one published model, or raise UnknownModel."""
-    raw = connection.hget(keys.MODELS_META, version)
-    if raw is None:
-        raise UnknownModel(version)
-    return ModelRecord(**orjson.loads(raw))
-
-
 def weights(connection: Redis, version: str) -> bytes:
     """Return the weights file of a version, checked against its hash."""
     data = connection.get(keys.model_weights(version))
