@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask
 
-from api import batches, errors, health, images, jobs, models, openapi, services
+from api import batches, errors, health, images, jobs, microbatch, models, openapi, services
 from api import config as settings
 from api.encoding import OrjsonProvider
 
@@ -20,6 +20,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.json = OrjsonProvider(app)
     app.config.update(settings.load(config))
     app.extensions["digits"] = services.connect(app.config)
+    microbatch.install(app, app.extensions["digits"])
     errors.register(app)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)

@@ -17,6 +17,8 @@ DEFAULTS: dict[str, Any] = {
     "DIGITS_RESULT_TTL": 3_600,  # seconds a job's pixels and result are kept
     "DIGITS_BATCH_TTL": 86_400,  # seconds a batch's data and labels are kept
     "DIGITS_JOB_TIMEOUT": 120,  # seconds a worker may spend on one job
+    "DIGITS_BATCH_WINDOW_MS": 2.0,  # most a sync predict waits for company (api/microbatch.py)
+    "DIGITS_MAX_BATCH": 64,  # images per micro-batched job; 1 turns micro-batching off
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Sequence
 
 import numpy as np
 from numpy.typing import NDArray
@@ -41,6 +42,33 @@ def submit_images(services: Services, pixels: NDArray[np.uint8]) -> str:
     )
     pipe.execute()
     return job_id
+
+
+def submit_group(services: Services, members: Sequence[tuple[str, NDArray[np.uint8]]]) -> None:
+    """Store the images of several callers and enqueue one job that answers each by its id.
+
+    The job and its input carry the first member's id; the other ids point to it, so a
+    status request for any of them finds the job while it is queued.
+    """
+    config = services.config
+    ttl = config["DIGITS_RESULT_TTL"]
+    group_id = members[0][0]
+    pipe = _transaction(services)
+    data = b"".join(codec.pixels_to_bytes(pixels) for _, pixels in members)
+    pipe.set(keys.job_pixels(group_id), data, ex=ttl)
+    for job_id, _ in members[1:]:
+        pipe.set(keys.job_group(job_id), group_id, ex=ttl)
+    services.predict_queue.enqueue_call(
+        "worker.jobs.predict_group",
+        args=[[[job_id, len(pixels)] for job_id, pixels in members], ttl],
+        job_id=group_id,
+        timeout=config["DIGITS_JOB_TIMEOUT"],
+        result_ttl=ttl,
+        failure_ttl=ttl,
+        on_failure=Callback("worker.jobs.predict_group_failed"),
+        pipeline=pipe,
+    )
+    pipe.execute()
 
 
 def submit_batch(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -22,16 +23,40 @@ from api.encoding import OPTIONS
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 5  # how long a client should wait when Redis is unreachable
+# How a worker words the failure of a job that found no model it can load (worker.cache.NoModel).
+NO_MODEL = "NoModel:"
 
 
 class ApiError(Exception):
-    """An error a client caused or must handle: HTTP status, machine code, human message."""
+    """An error a client caused or must handle: HTTP status, machine code, human message.
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    `retry_after` (seconds) becomes a Retry-After header, for 429 and 503; `headers` are
+    added to the response as they are (e.g. WWW-Authenticate on 401).
+    """
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        retry_after: int | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.headers = dict(headers or {})
+        if retry_after is not None:
+            self.headers["Retry-After"] = str(max(1, int(retry_after)))
+
+
+def job_failure(message: str) -> ApiError:
+    """Map a failed job's message to an error: 503 while no model can serve, else 500."""
+    if message.startswith(NO_MODEL):
+        return ApiError(503, "no_model", message, retry_after=RETRY_AFTER_SECONDS)
+    return ApiError(500, "job_failed", message)
 
 
 def error_response(status: int, code: str, message: str, **extra: Any) -> Response:
@@ -43,7 +68,9 @@ def error_response(status: int, code: str, message: str, **extra: Any) -> Respon
 def handle(error: Exception) -> Response:
     """Turn any exception raised by a view into the JSON error shape."""
     if isinstance(error, ApiError):
-        return error_response(error.status, error.code, error.message)
+        response = error_response(error.status, error.code, error.message)
+        response.headers.update(error.headers)
+        return response
     if isinstance(error, HTTPException):
         return _http_error(error)
     if isinstance(error, RedisConnectionError | RedisTimeoutError):

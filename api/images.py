@@ -8,7 +8,7 @@ import numpy as np
 from flask import Blueprint, Response, current_app, request
 from numpy.typing import NDArray
 
-from api import dispatch, jobs, payload
+from api import jobs, microbatch, payload
 from api.errors import ApiError
 from api.preprocess import ImageError, preprocess
 from api.services import services
@@ -33,8 +33,9 @@ def predict_image() -> Any:
         request.args.get("wait"), found.config["DIGITS_WAIT"], found.config["DIGITS_MAX_WAIT"]
     )
     pixels = _pixels(_upload())
-    job_id = dispatch.submit_images(found, pixels.reshape(1, -1))
-    result = results.read(found.redis, job_id) if results.wait(found.redis, job_id, wait) else None
+    # Queued and awaited exactly as `jobs.predict` does, so pictures share its micro-batches.
+    with microbatch.batcher().submit(pixels.reshape(1, -1)) as job_id:
+        result = results.wait(found.redis, job_id, wait)
     if result is None:
         body, status, headers = jobs._accepted(job_id)
         return {**body, "pixels": pixels.tolist()}, status, headers

@@ -11,10 +11,10 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
-from api import dispatch, payload
+from api import dispatch, microbatch, payload
 from api.errors import ApiError
 from api.services import Services, services
-from worker import results
+from worker import codec, keys, results
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1")
 
@@ -28,8 +28,8 @@ def predict() -> Any:
     wait = payload.parse_wait(
         request.args.get("wait"), found.config["DIGITS_WAIT"], found.config["DIGITS_MAX_WAIT"]
     )
-    job_id = dispatch.submit_images(found, _images(found))
-    result = results.wait(found.redis, job_id, wait)
+    with microbatch.batcher().submit(_images(found)) as job_id:
+        result = results.wait(found.redis, job_id, wait)
     if result is None:
         return _accepted(job_id)
     if result.error is not None:
@@ -85,8 +85,11 @@ def _finished(job_id: str, result: results.Result) -> dict[str, Any]:
 
 def _pending(found: Services, job_id: str) -> dict[str, Any]:
     """Report a job that has no result: from RQ's own record, or 404 when there is none."""
+    # A micro-batched request rides on its group's job, named after the group's first member.
+    group_id = found.redis.get(keys.job_group(job_id))
+    rq_id = job_id if group_id is None else codec.text(group_id)
     try:
-        job = Job.fetch(job_id, connection=found.redis, serializer=JSONSerializer)
+        job = Job.fetch(rq_id, connection=found.redis, serializer=JSONSerializer)
     except NoSuchJobError:
         raise _unknown(job_id) from None
     status = job.get_status(refresh=False)

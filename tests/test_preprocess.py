@@ -157,6 +157,20 @@ def test_grey_photo_with_uneven_light(paper: np.ndarray, reference: np.ndarray) 
     assert mean_difference(preprocess(picture), reference) < 6.0
 
 
+def test_marker_strokes_are_thinned(paper: np.ndarray, reference: np.ndarray) -> None:
+    marker = 255 - ndimage.grey_dilation(255 - paper, footprint=disk(12))
+    seen = preprocess(encode(marker))
+    assert seen.sum() < 1.2 * reference.sum()  # unthinned: 1.44 times the ink
+    assert np.corrcoef(seen.ravel(), reference.ravel())[0, 1] > 0.95  # unthinned: 0.85
+
+
+def test_a_blob_is_not_thinned_away() -> None:
+    rows, cols = np.mgrid[0:200, 0:200]
+    dot = np.where((rows - 100) ** 2 + (cols - 100) ** 2 < 60**2, 0, 255).astype(np.uint8)
+    seen = preprocess(encode(dot))
+    assert (seen > 128).sum() > 200  # a filled disc about 20 px across
+
+
 @pytest.mark.parametrize(
     ("fmt", "options", "tolerance"),
     [

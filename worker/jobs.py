@@ -10,6 +10,8 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Any
 
+import numpy as np
+from numpy.typing import NDArray
 from redis import Redis
 from rq import get_current_job
 from rq.job import Job
@@ -32,6 +34,33 @@ def preload(connection: Redis) -> str | None:
 def predict(job_id: str, ttl: int) -> dict[str, Any]:
     """Label the images stored for `job_id`; store labels, probabilities and the version."""
     connection = _connection()
+    probabilities, version = _label(connection, job_id)
+    pipe = connection.pipeline(transaction=False)
+    results.write(pipe, job_id, probabilities, version, ttl)
+    pipe.delete(keys.job_pixels(job_id))
+    pipe.execute()
+    return {"images": len(probabilities), "model_version": version}
+
+
+def predict_group(members: list[list[Any]], ttl: int) -> dict[str, Any]:
+    """Label a micro-batch (`[job id, images]` per caller); store each share under its id."""
+    connection = _connection()
+    group_id = members[0][0]
+    probabilities, version = _label(connection, group_id)
+    if len(probabilities) != sum(images for _, images in members):
+        raise ValueError(f"job {group_id}: {len(probabilities)} images stored, members differ")
+    pipe = connection.pipeline(transaction=False)
+    start = 0
+    for job_id, images in members:
+        results.write(pipe, job_id, probabilities[start : start + images], version, ttl)
+        start += images
+    pipe.delete(keys.job_pixels(group_id))
+    pipe.execute()
+    return {"images": len(probabilities), "members": len(members), "model_version": version}
+
+
+def _label(connection: Redis, job_id: str) -> tuple[NDArray[np.float32], str]:
+    """Run the current model on the pixels stored for `job_id`: (probabilities, version)."""
     pipe = connection.pipeline(transaction=False)
     pipe.get(keys.job_pixels(job_id))
     pipe.get(keys.MODELS_CURRENT)
@@ -39,12 +68,7 @@ def predict(job_id: str, ttl: int) -> dict[str, Any]:
     if data is None:
         raise LookupError(f"job {job_id}: its pixels expired or were deleted")
     network, version = CACHE.get(connection, _text(current))
-    probabilities = network.predict_proba(codec.pixels_from_bytes(data))  # (n, 10)
-    pipe = connection.pipeline(transaction=False)
-    results.write(pipe, job_id, probabilities, version, ttl)
-    pipe.delete(keys.job_pixels(job_id))
-    pipe.execute()
-    return {"images": len(probabilities), "model_version": version}
+    return network.predict_proba(codec.pixels_from_bytes(data)), version  # (n, 10)
 
 
 def predict_chunk(batch_id: str, chunk: int, ttl: int) -> dict[str, Any]:
@@ -71,6 +95,19 @@ def predict_failed(
     """Leave the failure message as the job's result and wake the caller waiting for it."""
     job_id, ttl = job.args
     results.write_error(connection, job_id, _message(exc_type, exc_value), ttl)
+
+
+def predict_group_failed(
+    job: Job,
+    connection: Redis,
+    exc_type: type[BaseException],
+    exc_value: BaseException,
+    traceback: TracebackType | None,
+) -> None:
+    """Leave the failure message as every member's result and wake them all."""
+    members, ttl = job.args
+    for job_id, _ in members:
+        results.write_error(connection, job_id, _message(exc_type, exc_value), ttl)
 
 
 def chunk_failed(

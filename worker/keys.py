@@ -33,6 +33,11 @@ def job_notify(job_id: str) -> str:
     return f"{PREFIX}job:{job_id}:notify"
 
 
+def job_group(job_id: str) -> str:
+    """Key naming the RQ job that carries a micro-batched request (its first member's id)."""
+    return f"{PREFIX}job:{job_id}:group"
+
+
 def batch(batch_id: str) -> str:
     """Key of a batch record (hash)."""
     return f"{PREFIX}batch:{batch_id}"
