@@ -7,11 +7,25 @@ from typing import Any
 
 from flask import Flask
 
-from api import batches, errors, health, images, jobs, microbatch, models, openapi, services
+from api import (
+    access,
+    auth,
+    batches,
+    errors,
+    health,
+    images,
+    jobs,
+    metrics,
+    microbatch,
+    models,
+    openapi,
+    services,
+)
 from api import config as settings
 from api.encoding import OrjsonProvider
+from worker import logs
 
-BLUEPRINTS = (health.bp, jobs.bp, batches.bp, models.bp, openapi.bp, images.bp)
+BLUEPRINTS = (health.bp, jobs.bp, batches.bp, models.bp, openapi.bp, images.bp, metrics.bp)
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -19,9 +33,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     app.json = OrjsonProvider(app)
     app.config.update(settings.load(config))
+    logs.configure(app.config["DIGITS_LOG_LEVEL"])
     app.extensions["digits"] = services.connect(app.config)
     microbatch.install(app, app.extensions["digits"])
     errors.register(app)
+    access.register(app)  # first: its clock also covers the key check
+    auth.register(app)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
     return app

@@ -9,7 +9,7 @@ import numpy as np
 from flask import Blueprint, Response, request, url_for
 from numpy.typing import NDArray
 
-from api import dispatch
+from api import access, dispatch
 from api.errors import ApiError
 from api.services import services
 from model.kaggle_csv import CSVFormatError, read_kaggle_csv
@@ -27,6 +27,7 @@ def create_batch() -> Any:
     found = services()
     pixels, truth = _parse(_upload(), found.config["DIGITS_MAX_ROWS"])
     batch_id, chunks = dispatch.submit_batch(found, pixels, truth)
+    access.note(batch_id=batch_id, rows=len(pixels))
     status_url = url_for("batches.batch_status", batch_id=batch_id)
     body = {
         "batch_id": batch_id,

@@ -19,6 +19,10 @@ DEFAULTS: dict[str, Any] = {
     "DIGITS_JOB_TIMEOUT": 120,  # seconds a worker may spend on one job
     "DIGITS_BATCH_WINDOW_MS": 2.0,  # most a sync predict waits for company (api/microbatch.py)
     "DIGITS_MAX_BATCH": 64,  # images per micro-batched job; 1 turns micro-batching off
+    "DIGITS_API_KEYS": "",  # comma-separated keys /v1 requires (api/auth.py); empty: open
+    "DIGITS_ADMIN_KEYS": "",  # comma-separated keys that may also switch the model
+    "DIGITS_RATE_LIMIT": "",  # requests per key or client address, e.g. 100/s; empty: off
+    "DIGITS_LOG_LEVEL": "INFO",  # the JSON request and job lines are INFO
 }
 
 

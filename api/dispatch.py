@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Sequence
 
 import numpy as np
 from numpy.typing import NDArray
@@ -13,7 +12,7 @@ from rq import Queue
 from rq.job import Callback
 
 from api.services import Services
-from worker import batches, codec, keys
+from worker import batches, codec, groups, keys
 
 ID = re.compile(r"[0-9a-f]{32}")  # job and batch ids: uuid4 in hex
 
@@ -44,23 +43,20 @@ def submit_images(services: Services, pixels: NDArray[np.uint8]) -> str:
     return job_id
 
 
-def submit_group(services: Services, members: Sequence[tuple[str, NDArray[np.uint8]]]) -> None:
-    """Store the images of several callers and enqueue one job that answers each by its id.
+def submit_group(services: Services, members: groups.Members) -> None:
+    """Store a micro-batch group of callers' images and enqueue the one job that answers them.
 
-    The job and its input carry the first member's id; the other ids point to it, so a
+    The group and its job carry the first member's id; the other ids point to it, so a
     status request for any of them finds the job while it is queued.
     """
     config = services.config
     ttl = config["DIGITS_RESULT_TTL"]
     group_id = members[0][0]
     pipe = _transaction(services)
-    data = b"".join(codec.pixels_to_bytes(pixels) for _, pixels in members)
-    pipe.set(keys.job_pixels(group_id), data, ex=ttl)
-    for job_id, _ in members[1:]:
-        pipe.set(keys.job_group(job_id), group_id, ex=ttl)
+    groups.create(pipe, group_id, members, ttl)
     services.predict_queue.enqueue_call(
         "worker.jobs.predict_group",
-        args=[[[job_id, len(pixels)] for job_id, pixels in members], ttl],
+        args=[group_id, ttl],
         job_id=group_id,
         timeout=config["DIGITS_JOB_TIMEOUT"],
         result_ttl=ttl,

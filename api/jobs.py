@@ -11,7 +11,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
-from api import dispatch, microbatch, payload
+from api import access, dispatch, microbatch, payload
 from api.errors import ApiError
 from api.services import Services, services
 from worker import codec, keys, results
@@ -61,10 +61,13 @@ def job_status(job_id: str) -> Any:
 def _images(found: Services) -> NDArray[np.uint8]:
     if request.mimetype != "application/json":
         raise ApiError(415, "unsupported_media_type", "send the images as application/json")
-    return payload.parse_images(request.get_data(cache=False), found.config["DIGITS_MAX_IMAGES"])
+    pixels = payload.parse_images(request.get_data(cache=False), found.config["DIGITS_MAX_IMAGES"])
+    access.note(rows=len(pixels))
+    return pixels
 
 
 def _accepted(job_id: str) -> tuple[dict[str, Any], int, dict[str, str]]:
+    access.note(job_id=job_id)
     status_url = url_for("jobs.job_status", job_id=job_id)
     return (
         {"job_id": job_id, "status": "queued", "status_url": status_url},
@@ -74,6 +77,7 @@ def _accepted(job_id: str) -> tuple[dict[str, Any], int, dict[str, str]]:
 
 
 def _finished(job_id: str, result: results.Result) -> dict[str, Any]:
+    access.note(job_id=job_id, model_version=result.model_version)
     return {
         "job_id": job_id,
         "status": "finished",

@@ -6,6 +6,9 @@ holds DIGITS_MAX_BATCH images or DIGITS_BATCH_WINDOW_MS after it opened, whichev
 first. A request with no company in flight goes at once: the window only delays work that
 has something to gain from it, and never by more than the window.
 
+A group sent while this process's previous group still waits in the queue joins that one
+(worker.groups): the queue wait, not a timer, then sets how large jobs grow under load.
+
 Every caller keeps a job id of its own. The worker writes each caller's share of the
 group's output under that id, so waiting, `GET /v1/jobs/<id>` and the 202 fallback work as
 for any job, and no caller sees another's images or answers.
@@ -16,7 +19,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -26,11 +29,9 @@ from numpy.typing import NDArray
 
 from api import dispatch
 from api.services import Services
+from worker import groups
 
 EXTENSION = "digits.microbatch"
-
-# (job id, (n, 784) uint8 pixels) of each member, in arrival order.
-Members = Sequence[tuple[str, NDArray[np.uint8]]]
 
 
 @dataclass
@@ -51,7 +52,7 @@ class MicroBatcher:
     """
 
     def __init__(
-        self, enqueue: Callable[[Members], object], window: float, max_images: int
+        self, enqueue: Callable[[groups.Members], object], window: float, max_images: int
     ) -> None:
         self.enqueue = enqueue
         self.window = window  # seconds a group stays open for company
@@ -131,13 +132,48 @@ class MicroBatcher:
             group.enqueued.set()
 
 
+class GroupQueue:
+    """Send groups to the queue: into this process's last group while no worker has claimed
+    it (and it has room), else as a new job."""
+
+    def __init__(self, services: Services, max_images: int) -> None:
+        self.services = services
+        self.max_images = max_images
+        self._lock = threading.Lock()
+        self._waiting: tuple[str, int] | None = None  # (group id, images) last sent as a job
+
+    def send(self, members: groups.Members) -> None:
+        """Queue the members' images, joining the waiting group when it still takes them."""
+        images = sum(len(pixels) for _, pixels in members)
+        group_id = self._reserve(images)
+        ttl = self.services.config["DIGITS_RESULT_TTL"]
+        if group_id is not None and groups.join(self.services.redis, group_id, members, ttl):
+            return
+        dispatch.submit_group(self.services, members)
+        with self._lock:
+            self._waiting = (members[0][0], images)
+
+    def _reserve(self, images: int) -> str | None:
+        """Count `images` into the waiting group and return its id, if it has room."""
+        with self._lock:
+            if self._waiting is None:
+                return None
+            group_id, held = self._waiting
+            if held + images > self.max_images:
+                self._waiting = None
+                return None
+            self._waiting = (group_id, held + images)
+            return group_id
+
+
 def install(app: Flask, services: Services) -> None:
-    """Give the app a batcher that enqueues groups on its predict queue."""
+    """Give the app a batcher that sends its groups through a GroupQueue."""
     config = services.config
+    max_images = max(1, int(config["DIGITS_MAX_BATCH"]))
     app.extensions[EXTENSION] = MicroBatcher(
-        lambda members: dispatch.submit_group(services, members),
+        GroupQueue(services, max_images).send,
         window=float(config["DIGITS_BATCH_WINDOW_MS"]) / 1000,
-        max_images=max(1, int(config["DIGITS_MAX_BATCH"])),
+        max_images=max_images,
     )
 
 

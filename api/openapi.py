@@ -7,6 +7,8 @@ from typing import Any
 
 from flask import Blueprint, Flask, current_app
 
+from api import auth
+
 bp = Blueprint("openapi", __name__)
 
 ID = {"type": "string", "pattern": "^[0-9a-f]{32}$"}
@@ -35,7 +37,7 @@ def document(app: Flask) -> dict[str, Any]:
     paths = _paths(app.config)
     for blueprint in app.blueprints.values():
         paths |= getattr(sys.modules[blueprint.import_name], "OPENAPI_PATHS", {})
-    return {
+    described = {
         "openapi": "3.0.3",
         "info": {
             "title": "digits",
@@ -45,6 +47,7 @@ def document(app: Flask) -> dict[str, Any]:
         "paths": paths,
         "components": {"schemas": _schemas(app.config), "responses": _responses()},
     }
+    return auth.describe(described, app)
 
 
 def _paths(config: Any) -> dict[str, Any]:

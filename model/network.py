@@ -26,9 +26,10 @@ N_PIXELS = 784
 N_CLASSES = 10
 # Raw uint8 pixels map to [0, 1]; kept as an affine map so it folds into the first layer.
 NORMALISATION = {"scale": 1 / 255, "shift": 0.0}
-# Rows per inference chunk: big enough for efficient GEMMs, small enough that a chunk's
-# activations stay in cache (chosen by measurement, see `Network.predict_proba`).
-CHUNK_ROWS = {"mlp": 1024, "cnn": 256}
+# Rows per inference chunk, chosen by measurement: big enough for efficient GEMMs, small
+# enough that a chunk's activations stay in cache (the CNN's first pooling layer runs ~2.5x
+# faster per image on chunks of 64 than of 256).
+CHUNK_ROWS = {"mlp": 1024, "cnn": 64}
 
 
 class Network:

@@ -24,8 +24,9 @@ import requests
 from redis import Redis
 from redis.exceptions import RedisError
 
+from scripts import metrics_dir
 from scripts.registry import DEFAULT_REDIS_URL, publish_file
-from worker import registry
+from worker import logs, registry
 
 LOCAL_REDIS_URL = "redis://127.0.0.1:6379/0"
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "model" / "weights"
@@ -108,6 +109,7 @@ def api_command(args: argparse.Namespace) -> int:
         "10",
         "api:create_app()",
     ]
+    metrics_dir.prepare(os.environ)  # before exec: gunicorn's processes inherit it
     os.execv(sys.executable, command)
 
 
@@ -115,11 +117,13 @@ def worker_command(args: argparse.Namespace) -> int:
     """Run one worker until SIGTERM (or until the queues are empty with --burst)."""
     from worker import runner  # imports the network: only worker processes need it
 
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(message)s")
+    logs.configure(args.log_level)
+    logging.getLogger("worker").info("worker on Redis %s", logs.mask(args.redis_url))
     runner.run(
         Redis.from_url(args.redis_url),
         burst=args.burst,
-        logging_level=args.log_level,
+        # RQ logs three lines per job; the JSON job line (worker/jobstats.py) replaces them.
+        logging_level="DEBUG" if args.log_level.upper() == "DEBUG" else "WARNING",
         blas_threads=args.blas_threads,
     )
     return 0
@@ -225,7 +229,7 @@ def start_children(url: str, args: argparse.Namespace) -> list[subprocess.Popen[
     env = os.environ | {"REDIS_URL": url}
     cli = [sys.executable, "-m", "scripts.cli"]
     api = [*cli, "api", "--host", args.host, "--port", str(args.port)]
-    commands = [api] + [[*cli, "worker", "--log-level", "WARNING"]] * args.workers
+    commands = [api] + [[*cli, "worker"]] * args.workers
     return [subprocess.Popen(command, env=env, process_group=0) for command in commands]
 
 

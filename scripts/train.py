@@ -1,7 +1,7 @@
 """`digits train`: train a network on MNIST, write its weights, metrics and figures.
 
-Next to the weights `<out>.npz` it writes `<out>.metrics.json`, `<out>.curves.png`,
-`<out>.confusion.png` and `<out>.errors.png`. The 60,000 training images are split into
+Next to the weights `NAME.npz` it writes `NAME.metrics.json`, `NAME.curves.png`,
+`NAME.confusion.png` and `NAME.errors.png`. The 60,000 training images are split into
 training and validation (`val_size`); the best epoch by validation accuracy is kept, and
 the 10,000 test images are evaluated once, at the end.
 """
@@ -25,6 +25,7 @@ from model import data, report
 from model.augment import Warp
 from model.trainer import TrainConfig, fit, scores, split
 
+# Chosen on the validation split; every knob is explained in `model.trainer.TrainConfig`.
 DEFAULTS = {
     "mlp": TrainConfig(
         arch="mlp",
@@ -58,7 +59,9 @@ def register(subparsers: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--arch", choices=sorted(DEFAULTS), default="mlp")
+    parser.add_argument(
+        "--arch", choices=sorted(DEFAULTS), default="mlp", help="fast mlp or accurate cnn"
+    )
     parser.add_argument("--epochs", type=int, help="passes over the training split")
     parser.add_argument("--seed", type=int, help="seed of every random choice (default 0)")
     parser.add_argument("--batch-size", type=int, help="images per gradient step")

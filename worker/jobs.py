@@ -10,13 +10,11 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Any
 
-import numpy as np
-from numpy.typing import NDArray
 from redis import Redis
 from rq import get_current_job
 from rq.job import Job
 
-from worker import batches, codec, keys, results
+from worker import batches, codec, groups, keys, results
 from worker.cache import ModelCache
 
 # One per process: the worker fills it before its loop (`preload`) and every job reuses it.
@@ -34,33 +32,6 @@ def preload(connection: Redis) -> str | None:
 def predict(job_id: str, ttl: int) -> dict[str, Any]:
     """Label the images stored for `job_id`; store labels, probabilities and the version."""
     connection = _connection()
-    probabilities, version = _label(connection, job_id)
-    pipe = connection.pipeline(transaction=False)
-    results.write(pipe, job_id, probabilities, version, ttl)
-    pipe.delete(keys.job_pixels(job_id))
-    pipe.execute()
-    return {"images": len(probabilities), "model_version": version}
-
-
-def predict_group(members: list[list[Any]], ttl: int) -> dict[str, Any]:
-    """Label a micro-batch (`[job id, images]` per caller); store each share under its id."""
-    connection = _connection()
-    group_id = members[0][0]
-    probabilities, version = _label(connection, group_id)
-    if len(probabilities) != sum(images for _, images in members):
-        raise ValueError(f"job {group_id}: {len(probabilities)} images stored, members differ")
-    pipe = connection.pipeline(transaction=False)
-    start = 0
-    for job_id, images in members:
-        results.write(pipe, job_id, probabilities[start : start + images], version, ttl)
-        start += images
-    pipe.delete(keys.job_pixels(group_id))
-    pipe.execute()
-    return {"images": len(probabilities), "members": len(members), "model_version": version}
-
-
-def _label(connection: Redis, job_id: str) -> tuple[NDArray[np.float32], str]:
-    """Run the current model on the pixels stored for `job_id`: (probabilities, version)."""
     pipe = connection.pipeline(transaction=False)
     pipe.get(keys.job_pixels(job_id))
     pipe.get(keys.MODELS_CURRENT)
@@ -68,7 +39,28 @@ def _label(connection: Redis, job_id: str) -> tuple[NDArray[np.float32], str]:
     if data is None:
         raise LookupError(f"job {job_id}: its pixels expired or were deleted")
     network, version = CACHE.get(connection, _text(current))
-    return network.predict_proba(codec.pixels_from_bytes(data)), version  # (n, 10)
+    probabilities = network.predict_proba(codec.pixels_from_bytes(data))  # (n, 10)
+    pipe = connection.pipeline(transaction=False)
+    results.write(pipe, job_id, probabilities, version, ttl)
+    pipe.delete(keys.job_pixels(job_id))
+    pipe.execute()
+    return {"images": len(probabilities), "model_version": version}
+
+
+def predict_group(group_id: str, ttl: int) -> dict[str, Any]:
+    """Label a micro-batch group (worker.groups); store each member's share under its id."""
+    connection = _connection()
+    group = groups.claim(connection, group_id)
+    network, version = CACHE.get(connection, _text(connection.get(keys.MODELS_CURRENT)))
+    probabilities = network.predict_proba(group.pixels)  # (n, 10)
+    pipe = connection.pipeline(transaction=False)
+    start = 0
+    for job_id, images in group.members:
+        results.write(pipe, job_id, probabilities[start : start + images], version, ttl)
+        start += images
+    groups.delete(pipe, group_id)
+    pipe.execute()
+    return {"images": len(probabilities), "members": len(group.members), "model_version": version}
 
 
 def predict_chunk(batch_id: str, chunk: int, ttl: int) -> dict[str, Any]:
@@ -105,8 +97,8 @@ def predict_group_failed(
     traceback: TracebackType | None,
 ) -> None:
     """Leave the failure message as every member's result and wake them all."""
-    members, ttl = job.args
-    for job_id, _ in members:
+    group_id, ttl = job.args
+    for job_id in groups.member_ids(connection, group_id):
         results.write_error(connection, job_id, _message(exc_type, exc_value), ttl)
 
 

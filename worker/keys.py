@@ -12,6 +12,10 @@ BATCH_QUEUE = "digits-batch"
 MODELS_META = PREFIX + "models:meta"  # hash version -> JSON record
 MODELS_CURRENT = PREFIX + "models:current"  # string: the version workers must use
 
+# Worker liveness (worker.recovery).
+WORKER_BEATS = PREFIX + "workers:beats"  # sorted set: worker name -> Redis time of its last beat
+RECOVERY_LOCK = PREFIX + "workers:sweep"  # string held by the worker sweeping for dead ones
+
 
 def model_weights(version: str) -> str:
     """Key of a published weights file (bytes)."""
@@ -33,9 +37,24 @@ def job_notify(job_id: str) -> str:
     return f"{PREFIX}job:{job_id}:notify"
 
 
+def job_orphaned(job_id: str) -> str:
+    """Key marking when a sweep first found the job claimed by no live worker (worker.recovery)."""
+    return f"{PREFIX}job:{job_id}:orphaned"
+
+
 def job_group(job_id: str) -> str:
-    """Key naming the RQ job that carries a micro-batched request (its first member's id)."""
+    """Key naming the micro-batch group (its job's id) a sync request joined (worker.groups)."""
     return f"{PREFIX}job:{job_id}:group"
+
+
+def group_open(group_id: str) -> str:
+    """Key that exists while a micro-batch group waits for a worker and takes new members."""
+    return f"{PREFIX}group:{group_id}:open"
+
+
+def group_members(group_id: str) -> str:
+    """Key of a group's member list: "job_id:images" per request, in pixel order."""
+    return f"{PREFIX}group:{group_id}:members"
 
 
 def batch(batch_id: str) -> str:
@@ -66,3 +85,12 @@ def batch_done(batch_id: str) -> str:
 def batch_versions(batch_id: str) -> str:
     """Key of the set of model versions that labelled the batch."""
     return f"{PREFIX}batch:{batch_id}:versions"
+
+
+# Observability: cumulative, no TTL (like the registry), a few hundred fields at most.
+METRICS_JOBS = PREFIX + "metrics:jobs"  # hash: per-queue job counters and histogram buckets
+
+
+def rate_limit(identity: str) -> str:
+    """Key of the request budget of an API key id or a client address (expires when full)."""
+    return f"{PREFIX}ratelimit:{identity}"

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 from datetime import timedelta
 
 from redis import Redis
 from redis.client import Pipeline
+from redis.exceptions import RedisError
 from rq import Queue, SimpleWorker
+from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.utils import now
 from threadpoolctl import threadpool_limits
 
-from worker import jobs, keys
+from worker import jobs, jobstats, keys, recovery
+from worker.queues import ClaimingQueue
 
 # An idle worker wakes every WORKER_TTL - 15 s to beat; its key expires WORKER_TTL + 60 s
 # after the last beat, which is how long /readyz may count a killed worker.
@@ -39,20 +44,44 @@ class Worker(SimpleWorker):
             return
         super().heartbeat(timeout, pipeline)
 
+    stopping = False  # set by SIGINT/SIGTERM: `run` must not start the worker over
+    max_connection_wait_time = 5.0  # longest pause between tries to reach a lost Redis
+
+    def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
+        """Mark the job started, and take it off the intermediate list it was claimed onto."""
+        super().prepare_job_execution(job, remove_from_intermediate_queue=True)
+
+    def handle_warm_shutdown_request(self) -> None:
+        """Remember that a stop was asked for."""
+        self.stopping = True
+        super().handle_warm_shutdown_request()
+
     def set_state(self, state: str, pipeline: Pipeline | None = None) -> None:
         """Write the worker's state when it changes (always inside RQ's pipelines)."""
         if pipeline is None and state == self.get_state():
             return
         super().set_state(state, pipeline)
 
+    def perform_job(self, job: Job, queue: Queue) -> bool:
+        """Run the job, then log its line and add it to the service's job counters."""
+        finished = super().perform_job(job, queue)
+        jobstats.report(self.connection, jobstats.measure(job, finished))
+        return finished
+
 
 def build(connection: Redis) -> Worker:
     """Return a non-forking worker on both queues, single requests first."""
     queues = [
-        Queue(name, connection=connection, serializer=JSONSerializer)
+        ClaimingQueue(name, connection=connection, serializer=JSONSerializer)
         for name in (keys.PREDICT_QUEUE, keys.BATCH_QUEUE)
     ]
-    return Worker(queues, connection=connection, serializer=JSONSerializer, worker_ttl=WORKER_TTL)
+    return Worker(
+        queues,
+        connection=connection,
+        serializer=JSONSerializer,
+        worker_ttl=WORKER_TTL,
+        queue_class=ClaimingQueue,
+    )
 
 
 def run(
@@ -67,6 +96,38 @@ def run(
     oversubscribes the cores (measured 10x slower per job under load), so it defaults to 1.
     """
     with threadpool_limits(limits=blas_threads):
-        version = jobs.preload(connection)
-        log.info("worker starting with model %s", version or "(none active yet)")
-        return build(connection).work(burst=burst, logging_level=logging_level)
+        worked = False
+        while True:
+            worker = build(connection)
+            try:
+                version = jobs.preload(connection)
+                log.info("worker starting with model %s", version or "(none active yet)")
+                with recovery.Lifeline(connection, worker):
+                    worked = worker.work(burst=burst, logging_level=logging_level) or worked
+            except RedisError as error:
+                log.error("worker %s lost Redis: %s", worker.name, error)
+            finally:
+                _retire(worker)
+            if burst or worker.stopping or not _reconnect(connection):
+                return worked
+
+
+def _retire(worker: Worker) -> None:
+    """Stop the thread RQ left listening for commands when the worker lost Redis mid-way."""
+    if worker.pubsub_thread is not None and worker.pubsub_thread.is_alive():
+        worker.pubsub_thread.stop()
+
+
+def _reconnect(connection: Redis) -> bool:
+    """Wait for Redis to answer again (True), unless SIGINT or SIGTERM comes first (False).
+
+    The process stays up: a supervisor restarting it would only find Redis still gone.
+    """
+    stop = threading.Event()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {signum: signal.signal(signum, lambda *_: stop.set()) for signum in signals}
+    try:
+        return recovery.wait_for_redis(connection, stop)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

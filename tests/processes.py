@@ -1,0 +1,120 @@
+"""The service's processes for fault tests: worker subprocesses and private Redis servers."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+from redis import Redis
+from redis.exceptions import RedisError
+
+ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    """Return a loopback TCP port nobody listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_for(check: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
+    """Poll `check` until it returns something truthy; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found:
+            return found
+        assert time.monotonic() < deadline, f"timed out after {timeout:g} s waiting for {what}"
+        time.sleep(interval)
+
+
+def start_worker(redis_url: str, log_path: Path) -> subprocess.Popen[bytes]:
+    """Start `digits worker` on `redis_url`, its output going to `log_path`."""
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "scripts.cli", "worker", "--redis-url", redis_url],
+            cwd=ROOT,
+            env=os.environ | {"DIGITS_LOG_LEVEL": "INFO"},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
+@contextmanager
+def workers(redis_url: str, count: int, log_dir: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Run `count` worker subprocesses for the block; kill whatever is left at its end."""
+    started = [start_worker(redis_url, log_dir / f"worker{n}.log") for n in range(count)]
+    try:
+        yield started
+    finally:
+        stop(started)
+
+
+def stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM each process still running, then SIGKILL those that do not exit in 10 s."""
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+class RedisServer:
+    """A private redis-server with the production persistence settings (AOF, every second)."""
+
+    def __init__(self, directory: Path, port: int | None = None) -> None:
+        self.directory = directory
+        self.port = port or free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """The server's URL."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        """Start the server on its port and directory; return once it answers."""
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port", str(self.port),
+                "--bind", "127.0.0.1",
+                "--dir", str(self.directory),
+                "--appendonly", "yes",
+                "--appendfsync", "everysec",
+                "--save", "",
+                "--maxmemory-policy", "noeviction",
+            ],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        wait_for(self.answers, 10, "redis-server to answer")
+
+    def answers(self) -> bool:
+        """Say whether the server answers PING."""
+        client = Redis.from_url(self.url, socket_connect_timeout=0.2, retry=None)
+        try:
+            return bool(client.ping())
+        except RedisError:
+            return False
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        """Shut the server down as an operator would (SIGTERM: the AOF is flushed first)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+        self.process = None

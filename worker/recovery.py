@@ -1,0 +1,208 @@
+"""Recovery from dead workers and from a Redis that went away.
+
+Every worker beats from a background thread: it writes Redis's own clock into a sorted
+set once per BEAT_INTERVAL, whatever its job is doing. A worker whose beat is older than
+DEAD_AFTER is dead (killed, out of memory, its machine gone). One live worker at a time
+sweeps: each job that a dead worker had started goes back to the front of its queue, so a
+lost batch chunk runs again within seconds instead of after RQ's job timeout. A job whose
+workers keep dying under it (a poison pill) fails after MAX_RECOVERIES re-runs.
+
+A worker only judges others after it has itself beaten for DEAD_AFTER without a break: after
+Redis comes back from a restart, every live worker has beaten again before anyone sweeps.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+
+from redis import Redis
+from redis.exceptions import RedisError
+from rq import Queue
+from rq.exceptions import AbandonedJobError, NoSuchJobError
+from rq.executions import Execution
+from rq.job import Job, JobStatus
+from rq.registry import FailedJobRegistry
+from rq.utils import parse_composite_key
+from rq.worker import BaseWorker
+
+from worker import codec, keys
+
+BEAT_INTERVAL = 1.0  # seconds between beats
+DEAD_AFTER = 5.0  # seconds without a beat after which a worker is dead
+SWEEP_INTERVAL = 2.0  # seconds between sweeps, across all workers
+MAX_RECOVERIES = 2  # re-runs of a job whose worker died, before it fails
+BEATS_TTL = 86_400  # the beats set goes when no worker has beaten for this long
+RECONNECT_DELAYS = (0.5, 1.0, 2.0, 4.0, 5.0)  # seconds between tries to reach Redis again
+
+# KEYS: beats set. ARGV: worker name, set TTL. Redis's clock: workers' clocks may disagree.
+_BEAT = """
+local now = redis.call('TIME')
+redis.call('ZADD', KEYS[1], now[1] + now[2] / 1000000, ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return now[1]
+"""
+
+log = logging.getLogger(__name__)
+
+
+class Lifeline:
+    """Beat for one worker in a background thread and sweep for dead ones, while in use."""
+
+    def __init__(self, connection: Redis, worker: BaseWorker) -> None:
+        self.connection = connection
+        self.worker = worker
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lifeline", daemon=True)
+
+    def __enter__(self) -> Lifeline:
+        beat(self.connection, self.worker.name)  # before any job, so no job is ever unowned
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        self._thread.join(timeout=BEAT_INTERVAL + 5)
+
+    def _run(self) -> None:
+        beating_since: float | None = time.monotonic()
+        while not self._stop.wait(BEAT_INTERVAL):
+            try:
+                beat(self.connection, self.worker.name)
+                beating_since = beating_since or time.monotonic()
+                if time.monotonic() - beating_since >= DEAD_AFTER and self._take_turn():
+                    sweep(self.connection, self.worker.queues)
+            except RedisError as error:
+                if beating_since is not None:
+                    log.warning("worker %s cannot beat: %s", self.worker.name, error)
+                beating_since = None
+            except Exception:
+                log.exception("sweep for dead workers failed")
+
+    def _take_turn(self) -> bool:
+        """Claim the next sweep: one worker sweeps per SWEEP_INTERVAL."""
+        lock = self.connection.set(
+            keys.RECOVERY_LOCK, self.worker.name, nx=True, px=int(SWEEP_INTERVAL * 1000)
+        )
+        return bool(lock)
+
+
+def beat(connection: Redis, worker_name: str) -> None:
+    """Record that the worker is alive now."""
+    connection.eval(_BEAT, 1, keys.WORKER_BEATS, worker_name, BEATS_TTL)
+
+
+def dead_workers(connection: Redis, now: float) -> set[str]:
+    """Return the names of beating workers that have not beaten for DEAD_AFTER seconds."""
+    return _texts(connection.zrangebyscore(keys.WORKER_BEATS, 0, now - DEAD_AFTER))
+
+
+def sweep(connection: Redis, queues: Sequence[Queue]) -> list[str]:
+    """Queue again the jobs dead workers had taken; return their ids.
+
+    Those are the jobs a dead worker had started, and the jobs taken off a queue that no
+    worker started within DEAD_AFTER (their worker died between the two steps).
+    """
+    seconds, microseconds = connection.time()
+    now = seconds + microseconds / 1e6
+    dead = dead_workers(connection, now)
+    beating = _texts(connection.zrange(keys.WORKER_BEATS, 0, -1))
+    recovered = []
+    for queue in queues:
+        started = _started(connection, queue)
+        for job_id, execution in started.items():
+            owner = connection.hget(execution.key, "worker_name")
+            if owner is None or not _is_dead(connection, codec.text(owner), dead, beating):
+                continue
+            if connection.zrem(queue.started_job_registry.key, execution.composite_key):
+                connection.delete(execution.key)
+                recovered += _requeue(connection, queue, job_id)
+        claimed = _texts(connection.lrange(queue.intermediate_queue_key, 0, -1))
+        for job_id in claimed - started.keys():
+            if _unstarted_since(connection, job_id, now) <= now - DEAD_AFTER and connection.lrem(
+                queue.intermediate_queue_key, 0, job_id
+            ):
+                recovered += _requeue(connection, queue, job_id)
+    if dead:
+        connection.zrem(keys.WORKER_BEATS, *dead)
+    return recovered
+
+
+def _started(connection: Redis, queue: Queue) -> dict[str, Execution]:
+    """Map the id of each job the queue's started registry holds to its execution."""
+    found = {}
+    for entry in _texts(connection.zrange(queue.started_job_registry.key, 0, -1)):
+        job_id, execution_id = parse_composite_key(entry)
+        found[job_id] = Execution(execution_id, job_id, connection=connection)
+    return found
+
+
+def _unstarted_since(connection: Redis, job_id: str, now: float) -> float:
+    """Return when a sweep first saw the job taken but not started (now, the first time)."""
+    key = keys.job_orphaned(job_id)
+    connection.set(key, repr(now), nx=True, ex=int(DEAD_AFTER * 10))
+    return float(connection.get(key) or now)
+
+
+def _texts(members: Any) -> set[str]:
+    return {codec.text(member) for member in members}
+
+
+def _is_dead(connection: Redis, name: str, dead: set[str], beating: set[str]) -> bool:
+    if name in beating:
+        return name in dead
+    # A worker that never beat (a plain `rq worker`) is judged by RQ's own worker key.
+    return not connection.exists(f"{BaseWorker.redis_worker_namespace_prefix}{name}")
+
+
+def _requeue(connection: Redis, queue: Queue, job_id: str) -> list[str]:
+    """Put the job at the front of its queue ([its id]), or fail it after MAX_RECOVERIES ([])."""
+    connection.lrem(queue.intermediate_queue_key, 0, job_id)
+    connection.delete(keys.job_orphaned(job_id))
+    try:
+        job = Job.fetch(job_id, connection=connection, serializer=queue.serializer)
+    except NoSuchJobError:
+        return []
+    recoveries = int(job.meta.get("recoveries", 0)) + 1
+    if recoveries > MAX_RECOVERIES:
+        _fail(connection, queue, job, recoveries - 1)
+        return []
+    job.meta["recoveries"] = recoveries
+    job.save_meta()
+    queue.enqueue_job(job, at_front=True)
+    log.warning("job %s: its worker died; queued again (re-run %d)", job.id, recoveries)
+    return [job_id]
+
+
+def _fail(connection: Redis, queue: Queue, job: Job, runs: int) -> None:
+    message = f"its worker died while running it, {runs + 1} times"
+    log.error("job %s failed: %s", job.id, message)
+    if job.failure_callback is not None:
+        job.failure_callback(job, connection, AbandonedJobError, AbandonedJobError(message), None)
+    with connection.pipeline() as pipe:
+        job.set_status(JobStatus.FAILED, pipeline=pipe)
+        reason = f"AbandonedJobError: {message}"
+        FailedJobRegistry(queue=queue).add(job, job.failure_ttl, reason, pipeline=pipe)
+        pipe.execute()
+
+
+def wait_for_redis(connection: Redis, stop: threading.Event) -> bool:
+    """Block until Redis answers (True) or `stop` is set (False), pausing longer each try."""
+    attempt = 0
+    while not stop.wait(RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)]):
+        try:
+            connection.ping()
+            return True
+        except RedisError as error:
+            log.warning("Redis does not answer (%s); trying again", error)
+            attempt += 1
+    return False
