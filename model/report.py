@@ -6,13 +6,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import numpy as np
+from numpy.typing import NDArray
 
-matplotlib.use("Agg")  # files only: training runs on servers without a display
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from numpy.typing import NDArray  # noqa: E402
+def _pyplot() -> Any:
+    """Import pyplot on first use: it costs ~1 s, and every `digits` command imports this."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: training runs on servers without a display
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def confusion(y_true: NDArray[np.int64], y_pred: NDArray[np.int64]) -> NDArray[np.int64]:
@@ -23,7 +28,7 @@ def confusion(y_true: NDArray[np.int64], y_pred: NDArray[np.int64]) -> NDArray[n
 def plot_curves(history: Sequence[dict[str, Any]], path: Path) -> None:
     """Save loss and accuracy per epoch, training (augmented batches) against validation."""
     epochs = [record["epoch"] for record in history]
-    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (loss_ax, acc_ax) = _pyplot().subplots(1, 2, figsize=(10, 4))
     for split, style in (("train", "-o"), ("val", "-s")):
         loss_ax.plot(epochs, [r[f"{split}_loss"] for r in history], style, label=split)
         acc_ax.plot(epochs, [100 * r[f"{split}_accuracy"] for r in history], style, label=split)
@@ -38,7 +43,7 @@ def plot_curves(history: Sequence[dict[str, Any]], path: Path) -> None:
 
 def plot_confusion(matrix: NDArray[np.int64], path: Path, title: str) -> None:
     """Save the confusion matrix with its counts written in each cell."""
-    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    fig, ax = _pyplot().subplots(figsize=(6.5, 5.5))
     shown = np.log1p(matrix)  # keep the rare mistakes visible next to the diagonal
     image = ax.imshow(shown, cmap="Blues")
     for (row, col), count in np.ndenumerate(matrix):
@@ -63,7 +68,7 @@ def plot_errors(
     wrong = np.flatnonzero(y_pred != y_true)[:limit]
     cols = 10
     rows = max(1, -(-len(wrong) // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.1, rows * 1.25), squeeze=False)
+    fig, axes = _pyplot().subplots(rows, cols, figsize=(cols * 1.1, rows * 1.25), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, index in zip(axes.flat, wrong, strict=False):
@@ -77,4 +82,4 @@ def plot_errors(
 def _save(fig: Any, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _pyplot().close(fig)

@@ -21,6 +21,7 @@ from model.kaggle_csv import write_kaggle_csv
 from processes import wait_for, workers
 from scripts.registry import publish_file
 from worker import codec, keys, recovery, runner
+from worker.queues import ClaimingQueue
 
 CNN = Path(__file__).resolve().parent.parent / "model" / "weights" / "cnn.npz"
 ROWS = 10_000
@@ -89,7 +90,7 @@ def test_a_job_that_kills_every_worker_fails_after_max_recoveries(
     assert service.queued() == 0
     body = client.get(f"/v1/jobs/{job_id}").json
     assert body["status"] == "failed"
-    assert "worker died while running it, 3 times" in body["error"]
+    assert "died before finishing it, 3 times" in body["error"]
 
 
 def test_a_worker_that_never_beat_is_judged_by_its_rq_key(
@@ -101,6 +102,29 @@ def test_a_worker_that_never_beat_is_judged_by_its_rq_key(
     assert recovery.sweep(redis_conn, worker.queues) == []  # its RQ key is still alive
     redis_conn.delete(worker.key)
     assert recovery.sweep(redis_conn, worker.queues) == [job_id]
+
+
+def test_a_job_claimed_by_a_worker_that_died_before_starting_it_is_requeued(
+    client: FlaskClient,
+    service,
+    published: dict,
+    pixels: np.ndarray,
+    redis_conn: Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(recovery, "DEAD_AFTER", 0.2)
+    job_id = client.post("/v1/jobs", json={"pixels": pixels[0].tolist()}).json["job_id"]
+    worker = runner.build(redis_conn)
+    claimed = ClaimingQueue.dequeue_any(worker.queues, None, connection=redis_conn)
+    assert claimed is not None and claimed[0].id == job_id
+    assert service.queued() == 0 and running(redis_conn, keys.PREDICT_QUEUE) == {}
+    assert recovery.sweep(redis_conn, worker.queues) == []  # claimed a moment ago
+    time.sleep(0.3)
+    assert recovery.sweep(redis_conn, worker.queues) == [job_id]
+    assert service.queued() == 1
+    service.work()
+    assert client.get(f"/v1/jobs/{job_id}").json["status"] == "finished"
+    assert redis_conn.llen(claimed[1].intermediate_queue_key) == 0
 
 
 def _freeze_mid_chunk(redis_conn: Redis, pids: set[int]) -> tuple[int, str]:

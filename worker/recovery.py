@@ -3,9 +3,10 @@
 Every worker beats from a background thread: it writes Redis's own clock into a sorted
 set once per BEAT_INTERVAL, whatever its job is doing. A worker whose beat is older than
 DEAD_AFTER is dead (killed, out of memory, its machine gone). One live worker at a time
-sweeps: each job that a dead worker had started goes back to the front of its queue, so a
-lost batch chunk runs again within seconds instead of after RQ's job timeout. A job whose
-workers keep dying under it (a poison pill) fails after MAX_RECOVERIES re-runs.
+sweeps: each job that a dead worker had taken (started, or only claimed off its queue, see
+`worker.queues`) goes back to the front of its queue, so a lost batch chunk runs again
+within seconds instead of after RQ's job timeout. A job whose workers keep dying under it
+(a poison pill) fails after MAX_RECOVERIES re-runs.
 
 A worker only judges others after it has itself beaten for DEAD_AFTER without a break: after
 Redis comes back from a restart, every live worker has beaten again before anyone sweeps.
@@ -184,7 +185,7 @@ def _requeue(connection: Redis, queue: Queue, job_id: str) -> list[str]:
 
 
 def _fail(connection: Redis, queue: Queue, job: Job, runs: int) -> None:
-    message = f"its worker died while running it, {runs + 1} times"
+    message = f"the workers that took it died before finishing it, {runs + 1} times"
     log.error("job %s failed: %s", job.id, message)
     if job.failure_callback is not None:
         job.failure_callback(job, connection, AbandonedJobError, AbandonedJobError(message), None)
