@@ -8,6 +8,7 @@ from typing import Any
 # Each module defines `register(subparsers)` for its own `digits bench NAME`.
 BENCH_MODULES = [
     "scripts.bench.model",
+    "scripts.bench.training",
     "scripts.bench.service",
 ]
 
