@@ -9,7 +9,7 @@ import numpy as np
 from flask import Blueprint, Response, request, url_for
 from numpy.typing import NDArray
 
-from api import access, dispatch
+from api import access, dispatch, ids
 from api.errors import ApiError
 from api.services import services
 from model.kaggle_csv import CSVFormatError, read_kaggle_csv
@@ -104,9 +104,10 @@ def _parse(source: bytes, max_rows: int) -> tuple[NDArray[np.uint8], NDArray[np.
 
 
 def _find(batch_id: str) -> batches.Batch:
-    batch = batches.read(services().redis, batch_id) if dispatch.is_id(batch_id) else None
+    found = services()
+    batch = batches.read(found.redis, batch_id) if dispatch.is_id(batch_id) else None
     if batch is None:
-        raise ApiError(404, "not_found", f"no batch {batch_id!r}: unknown, or it expired")
+        raise ids.missing("batch", batch_id, found.config["DIGITS_BATCH_TTL"])
     return batch
 
 

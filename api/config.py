@@ -17,6 +17,8 @@ DEFAULTS: dict[str, Any] = {
     "DIGITS_RESULT_TTL": 3_600,  # seconds a job's pixels and result are kept
     "DIGITS_BATCH_TTL": 86_400,  # seconds a batch's data and labels are kept
     "DIGITS_JOB_TIMEOUT": 120,  # seconds a worker may spend on one job
+    "DIGITS_MAX_QUEUE": 1_000,  # jobs on a queue past which new work gets 429 (0: no bound)
+    "DIGITS_SYNC_QUEUE_TTL": 90,  # seconds a /v1/predict job may wait for a worker, then dropped
     "DIGITS_BATCH_WINDOW_MS": 2.0,  # most a sync predict waits for company (api/microbatch.py)
     "DIGITS_MAX_BATCH": 64,  # images per micro-batched job; 1 turns micro-batching off
     "DIGITS_API_KEYS": "",  # comma-separated keys /v1 requires (api/auth.py); empty: open

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import uuid
 
 import numpy as np
 from numpy.typing import NDArray
@@ -11,10 +10,11 @@ from redis.client import Pipeline
 from rq import Queue
 from rq.job import Callback
 
+from api import backpressure, ids
 from api.services import Services
 from worker import batches, codec, groups, keys
 
-ID = re.compile(r"[0-9a-f]{32}")  # job and batch ids: uuid4 in hex
+ID = re.compile(r"[0-9a-f]{32}")  # job and batch ids (api.ids)
 
 
 def is_id(text: str) -> bool:
@@ -25,7 +25,8 @@ def is_id(text: str) -> bool:
 def submit_images(services: Services, pixels: NDArray[np.uint8]) -> str:
     """Store the images and enqueue one job for them; return its id."""
     config = services.config
-    job_id = uuid.uuid4().hex
+    backpressure.admit(services.predict_queue, config["DIGITS_MAX_QUEUE"])
+    job_id = ids.new()
     ttl = config["DIGITS_RESULT_TTL"]
     pipe = _transaction(services)
     pipe.set(keys.job_pixels(job_id), codec.pixels_to_bytes(pixels), ex=ttl)
@@ -33,6 +34,7 @@ def submit_images(services: Services, pixels: NDArray[np.uint8]) -> str:
         "worker.jobs.predict",
         args=[job_id, ttl],
         job_id=job_id,
+        ttl=ttl,  # its caller polls for it: worth running while its result would be kept
         timeout=config["DIGITS_JOB_TIMEOUT"],
         result_ttl=ttl,
         failure_ttl=ttl,
@@ -50,6 +52,7 @@ def submit_group(services: Services, members: groups.Members) -> None:
     status request for any of them finds the job while it is queued.
     """
     config = services.config
+    backpressure.admit(services.predict_queue, config["DIGITS_MAX_QUEUE"])
     ttl = config["DIGITS_RESULT_TTL"]
     group_id = members[0][0]
     pipe = _transaction(services)
@@ -58,6 +61,7 @@ def submit_group(services: Services, members: groups.Members) -> None:
         "worker.jobs.predict_group",
         args=[group_id, ttl],
         job_id=group_id,
+        ttl=config["DIGITS_SYNC_QUEUE_TTL"],  # its callers stop waiting after ?wait= seconds
         timeout=config["DIGITS_JOB_TIMEOUT"],
         result_ttl=ttl,
         failure_ttl=ttl,
@@ -72,7 +76,8 @@ def submit_batch(
 ) -> tuple[str, int]:
     """Store a CSV's chunks and enqueue one job per chunk; return (batch id, chunk count)."""
     config = services.config
-    batch_id = uuid.uuid4().hex
+    backpressure.admit(services.batch_queue, config["DIGITS_MAX_QUEUE"])
+    batch_id = ids.new()
     ttl = config["DIGITS_BATCH_TTL"]
     pipe = _transaction(services)
     chunks = batches.create(pipe, batch_id, pixels, truth, config["DIGITS_CHUNK_ROWS"], ttl)
@@ -80,6 +85,7 @@ def submit_batch(
         Queue.prepare_data(
             "worker.jobs.predict_chunk",
             args=[batch_id, chunk, ttl],
+            ttl=ttl,  # as long as the batch's pixels are kept
             timeout=config["DIGITS_JOB_TIMEOUT"],
             result_ttl=ttl,
             failure_ttl=ttl,

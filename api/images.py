@@ -8,7 +8,7 @@ import numpy as np
 from flask import Blueprint, Response, current_app, request
 from numpy.typing import NDArray
 
-from api import jobs, microbatch, payload
+from api import errors, jobs, microbatch, payload
 from api.errors import ApiError
 from api.preprocess import ImageError, preprocess
 from api.services import services
@@ -40,7 +40,7 @@ def predict_image() -> Any:
         body, status, headers = jobs._accepted(job_id)
         return {**body, "pixels": pixels.tolist()}, status, headers
     if result.error is not None:
-        raise ApiError(500, "job_failed", result.error)
+        raise errors.job_failure(result.error)
     return {**jobs._finished(job_id, result), "pixels": pixels.tolist()}
 
 

@@ -11,7 +11,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
-from api import access, dispatch, microbatch, payload
+from api import access, dispatch, errors, ids, microbatch, payload
 from api.errors import ApiError
 from api.services import Services, services
 from worker import codec, keys, results
@@ -19,6 +19,7 @@ from worker import codec, keys, results
 bp = Blueprint("jobs", __name__, url_prefix="/v1")
 
 QUEUED = {JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED, JobStatus.CREATED}
+DROPPED = "dropped unrun: no worker took it before its queue TTL ran out (the service was busy)"
 
 
 @bp.post("/predict")
@@ -33,7 +34,7 @@ def predict() -> Any:
     if result is None:
         return _accepted(job_id)
     if result.error is not None:
-        raise ApiError(500, "job_failed", result.error)
+        raise errors.job_failure(result.error)
     return _finished(job_id, result)
 
 
@@ -95,6 +96,9 @@ def _pending(found: Services, job_id: str) -> dict[str, Any]:
     try:
         job = Job.fetch(rq_id, connection=found.redis, serializer=JSONSerializer)
     except NoSuchJobError:
+        # Its input is kept as long as its result would be; RQ's record only for the queue TTL.
+        if found.redis.exists(keys.job_pixels(rq_id)):
+            return {"job_id": job_id, "status": "failed", "error": DROPPED}
         raise _unknown(job_id) from None
     status = job.get_status(refresh=False)
     if status == JobStatus.STARTED:
@@ -112,4 +116,4 @@ def _failure(job: Job, status: JobStatus | None) -> str:
 
 
 def _unknown(job_id: str) -> ApiError:
-    return ApiError(404, "not_found", f"no job {job_id!r}: unknown, or its result expired")
+    return ids.missing("job", job_id, services().config["DIGITS_RESULT_TTL"])

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ import numpy as np
 from flask import Flask, current_app
 from numpy.typing import NDArray
 
-from api import dispatch
+from api import dispatch, ids
 from api.services import Services
 from worker import groups
 
@@ -72,7 +71,7 @@ class MicroBatcher:
             company = self._in_flight > 0
             self._in_flight += 1
         try:
-            job_id = uuid.uuid4().hex
+            job_id = ids.new()
             self._join(job_id, pixels, company)
             yield job_id
         finally:

@@ -28,6 +28,8 @@ def parse_images(body: bytes, max_images: int) -> NDArray[np.uint8]:
     images = [document["pixels"]] if name == "pixels" else document["images"]
     if not isinstance(images, list) or not images:
         raise _invalid(f"{name} must be a non-empty list of images of {N_PIXELS} integers")
+    if name == "images" and not isinstance(images[0], list):
+        raise _invalid(f"images must be a list of images, each a list of {N_PIXELS} integers")
     if len(images) > max_images:
         raise ApiError(
             413, "too_many_images", f"{len(images)} images sent, at most {max_images} per request"

@@ -93,8 +93,9 @@ def test_failed_job_reports_its_error(client: FlaskClient, service, pixels: np.n
     response = service.while_working(
         lambda: client.post("/v1/predict", json={"pixels": pixels[0].tolist()})
     )
-    assert response.status_code == 500
-    assert response.json["error"]["code"] == "job_failed"
+    assert response.status_code == 503  # no model can serve: unavailable, not broken
+    assert response.json["error"]["code"] == "no_model"
+    assert int(response.headers["Retry-After"]) > 0
     assert "no model is active" in response.json["error"]["message"]
     job_id = client.post("/v1/jobs", json={"pixels": pixels[0].tolist()}).json["job_id"]
     service.work()

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from processes import RedisServer, wait_for, workers
 from redis import Redis
 
 import model
 from api import create_app
 from model.kaggle_csv import write_kaggle_csv
-from processes import RedisServer, wait_for, workers
 from worker import registry
 
 

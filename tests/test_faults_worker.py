@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from flask.testing import FlaskClient
+from processes import wait_for, workers
 from redis import Redis
 from rq import Queue
 from rq.job import Job, JobStatus
@@ -18,7 +19,6 @@ from rq.serializers import JSONSerializer
 import model
 from api import create_app
 from model.kaggle_csv import write_kaggle_csv
-from processes import wait_for, workers
 from scripts.registry import publish_file
 from worker import codec, keys, recovery, runner
 from worker.queues import ClaimingQueue
@@ -177,7 +177,9 @@ def test_batch_finishes_once_when_a_worker_is_killed_mid_chunk(
         done_after = time.monotonic() - killed_at
         assert [process.poll() is None for process in started].count(True) == 1
 
-    print(f"\nworker killed: chunk queued again after {detected:.1f} s, batch done {done_after:.1f} s")
+    print(
+        f"\nworker killed: chunk queued again after {detected:.1f} s, batch done {done_after:.1f} s"
+    )
     assert done_after < 60
     assert (status["rows"], status["rows_done"]) == (ROWS, ROWS)
     assert redis_conn.scard(keys.batch_done(batch["batch_id"])) == batch["chunks"] == 20

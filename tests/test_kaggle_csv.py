@@ -372,3 +372,29 @@ def test_a_bad_cell_is_always_found_with_its_row_and_column(rows: int, data, bad
     lines[row] = ",".join(fields)
     error = rejected("\n".join(lines))
     assert (error.row, error.column) == (row, f"pixel{column - 1}")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    head=st.sampled_from([b"", HEADER.encode() + b"\n", LABELLED_HEADER.encode() + b"\r\n"]),
+    body=st.binary(max_size=300),
+)
+def test_any_bytes_raise_only_csv_format_error(head: bytes, body: bytes) -> None:
+    try:
+        pixels, labels = read_kaggle_csv(head + body)
+    except CSVFormatError as error:
+        assert error.code and str(error)
+    else:
+        assert pixels.dtype == np.uint8 and pixels.shape[1] == 784
+        assert labels is None or len(labels) == len(pixels)
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows=st.integers(1, 6), limit=st.integers(1, 6), blank_lines=st.integers(0, 3))
+def test_the_row_limit_counts_data_rows_only(rows: int, limit: int, blank_lines: int) -> None:
+    text = csv_text(*sample(rows)) + "\n" * blank_lines
+    if rows > limit:
+        assert rejected(text, max_rows=limit).code == "too_many_rows"
+    else:
+        pixels, labels = read_kaggle_csv(text.encode(), max_rows=limit)
+        assert len(pixels) == len(labels) == rows

@@ -142,9 +142,14 @@ def test_one_line_per_job_from_the_worker(
     job_id = client.post("/v1/jobs", json={"images": [[0] * 784] * 2}).json["job_id"]
     doomed = client.post("/v1/jobs", json={"pixels": [0] * 784}).json["job_id"]
     service.connection.delete(keys.job_pixels(doomed))
+    csv = ",".join(f"pixel{i}" for i in range(784)) + "\n" + ",".join(["0"] * 784) + "\n"
+    batch_id = client.post("/v1/batches", data=csv, content_type="text/csv").json["batch_id"]
     service.work()
     by_id = {line["job_id"]: line for line in lines(caplog, "worker.jobstats")}
     done, failed = by_id[job_id], by_id[doomed]
+    [chunk] = [line for line in by_id.values() if line["queue"] == keys.BATCH_QUEUE]
+    assert (chunk["batch_id"], chunk["chunk"], chunk["rows"]) == (batch_id, 0, 1)
+    assert chunk["counted"] is True
     assert (done["outcome"], done["rows"], done["model_version"]) == ("finished", 2, published["a"])
     assert done["queue"] == keys.PREDICT_QUEUE
     assert done["queue_wait_ms"] >= 0 and done["compute_ms"] > 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import io
 import os
 import pickle
@@ -212,10 +213,8 @@ def decodings(value: bytes) -> Iterator[bytes]:
     """The value as stored, and as RQ's zlib and base64 layers would turn it."""
     yield value
     for decode in (zlib.decompress, base64.b64decode):
-        try:
+        with contextlib.suppress(zlib.error, binascii.Error, ValueError):
             yield decode(value)
-        except (zlib.error, binascii.Error, ValueError):
-            pass
 
 
 def is_pickle(data: bytes) -> bool:

@@ -46,7 +46,8 @@ class ModelCache:
             network = model.loads(registry.weights(connection, version))
         except (registry.UnknownModel, registry.CorruptModel, model.WeightsError) as error:
             # Keep serving with the model we have: a bad publish must not take workers down.
-            log.error("model %s refused: %s", version, error)
+            kept = f"still serving model {self.version}" if self.version else "no model to serve"
+            log.error("model %s refused, %s: %s", version, kept, error)
             self.refused.add(version)
             return
         self.network, self.version = network, version

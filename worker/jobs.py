@@ -15,7 +15,7 @@ from rq import get_current_job
 from rq.job import Job
 
 from worker import batches, codec, groups, keys, results
-from worker.cache import ModelCache
+from worker.cache import ModelCache, NoModel
 
 # One per process: the worker fills it before its loop (`preload`) and every job reuses it.
 CACHE = ModelCache()
@@ -26,7 +26,10 @@ def preload(connection: Redis) -> str | None:
     current = connection.get(keys.MODELS_CURRENT)
     if current is None:
         return None
-    return CACHE.get(connection, codec.text(current))[1]
+    try:
+        return CACHE.get(connection, codec.text(current))[1]
+    except NoModel:  # the current model does not load: work anyway, and load a good one later
+        return None
 
 
 def predict(job_id: str, ttl: int) -> dict[str, Any]:
@@ -67,14 +70,15 @@ def predict_chunk(batch_id: str, chunk: int, ttl: int) -> dict[str, Any]:
     """Label one chunk of a batch and count it (once, even if this chunk runs again)."""
     connection = _connection()
     chunk_input = batches.read_chunk(connection, batch_id, chunk)
+    where = {"batch_id": batch_id, "chunk": chunk}
     if chunk_input is None:
-        return {"rows": 0, "counted": False}
+        return {"rows": 0, "counted": False, **where}
     network, version = CACHE.get(connection, _text(connection.get(keys.MODELS_CURRENT)))
     labels = network.predict_proba(chunk_input.pixels).argmax(axis=1)  # (n,)
     truth = chunk_input.truth
     correct = 0 if truth is None else int((labels == truth).sum())
     counted = batches.complete_chunk(connection, batch_id, chunk, labels, correct, version, ttl)
-    return {"rows": len(labels), "counted": counted, "model_version": version}
+    return {"rows": len(labels), "counted": counted, "model_version": version, **where}
 
 
 def predict_failed(

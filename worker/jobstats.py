@@ -27,6 +27,8 @@ INF = float("inf")
 SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 ROWS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000)
 HISTOGRAMS = {"queue_wait": SECONDS, "compute": SECONDS, "rows": ROWS}
+# What else a job function may return that belongs in its log line.
+CONTEXT = ("batch_id", "chunk", "members", "counted")
 SEPARATOR = "|"
 
 
@@ -41,6 +43,7 @@ class JobStats:
     model_version: str | None
     queue_wait: float  # seconds from enqueue to start
     compute: float  # seconds running the job function
+    context: dict[str, Any] = field(default_factory=dict)  # CONTEXT fields the job returned
 
 
 @dataclass
@@ -73,6 +76,7 @@ def measure(job: Job, finished: bool) -> JobStats:
         model_version=returned.get("model_version"),
         queue_wait=_seconds(job.enqueued_at, job.started_at),
         compute=_seconds(job.started_at, job.ended_at),
+        context={name: returned[name] for name in CONTEXT if name in returned},
     )
 
 
@@ -93,6 +97,7 @@ def report(connection: Redis, stats: JobStats) -> None:
         model_version=stats.model_version,
         queue_wait_ms=round(stats.queue_wait * 1000, 3),
         compute_ms=round(stats.compute * 1000, 3),
+        **stats.context,
     )
     pipe = connection.pipeline(transaction=False)
     pipe.hincrby(keys.METRICS_JOBS, _field("jobs", stats.queue, stats.outcome), 1)

@@ -1,7 +1,7 @@
 """The model registry in Redis: weights stored under their content hash, and the current one.
 
-Importable without the network: verifying that a file loads is the publisher's job
-(`digits publish`), done before `publish` is called.
+Importable without the network (the API lists and activates models): only `publish`
+imports it, to prove a file loads before it is stored.
 """
 
 from __future__ import annotations
@@ -25,6 +25,10 @@ class CorruptModel(ValueError):
     """The stored weights no longer match their version hash."""
 
 
+class BadWeights(ValueError):
+    """A weights file that does not load as a network: it is never stored."""
+
+
 @dataclass(frozen=True)
 class ModelRecord:
     """A published model: its version, the file's metadata, when and how big."""
@@ -41,7 +45,13 @@ def content_version(data: bytes) -> str:
 
 
 def publish(connection: Redis, data: bytes, metadata: dict[str, Any]) -> tuple[str, bool]:
-    """Store a weights file under its hash; return (version, newly stored)."""
+    """Store a weights file under its hash, once it has loaded; return (version, newly stored)."""
+    import model  # the network: needed here only
+
+    try:
+        model.loads(data)
+    except model.WeightsError as error:
+        raise BadWeights(str(error)) from None
     version = content_version(data)
     record = {"version": version, "metadata": metadata, "published_at": now(), "size": len(data)}
     pipe = connection.pipeline()

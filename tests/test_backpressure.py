@@ -1,0 +1,58 @@
+"""Backpressure: past DIGITS_MAX_QUEUE jobs on a queue, new work gets 429 with Retry-After."""
+
+from __future__ import annotations
+
+import numpy as np
+from flask.testing import FlaskClient
+from redis import Redis
+
+from api import create_app
+from model.kaggle_csv import write_kaggle_csv
+
+
+def bounded(max_queue: int) -> FlaskClient:
+    config = {"REDIS_URL": "redis://127.0.0.1:6379/11", "DIGITS_CHUNK_ROWS": 40}
+    return create_app(config | {"DIGITS_MAX_QUEUE": max_queue}).test_client()
+
+
+def assert_queue_full(response) -> None:
+    assert response.status_code == 429
+    assert response.json["error"]["code"] == "queue_full"
+    assert "limit is 3" in response.json["error"]["message"]
+    assert int(response.headers["Retry-After"]) > 0
+
+
+def test_full_predict_queue_refuses_new_requests_until_it_drains(
+    service, published: dict, pixels: np.ndarray, redis_conn: Redis
+) -> None:
+    client = bounded(3)
+    for image in pixels[:3]:
+        assert client.post("/v1/jobs", json={"pixels": image.tolist()}).status_code == 202
+    stored = sorted(redis_conn.scan_iter())
+    assert_queue_full(client.post("/v1/jobs", json={"pixels": pixels[3].tolist()}))
+    assert_queue_full(client.post("/v1/predict", json={"pixels": pixels[3].tolist()}))
+    assert sorted(redis_conn.scan_iter()) == stored  # nothing kept of the refused requests
+    assert service.queued() == 3
+    service.work()
+    assert client.post("/v1/jobs", json={"pixels": pixels[3].tolist()}).status_code == 202
+
+
+def test_full_batch_queue_refuses_new_batches_but_not_single_images(
+    service, published: dict, pixels: np.ndarray, tmp_path
+) -> None:
+    client = bounded(3)
+    write_kaggle_csv(tmp_path / "test.csv", pixels)  # 100 rows: 3 chunks of 40
+    upload = (tmp_path / "test.csv").read_bytes()
+    assert client.post("/v1/batches", data=upload, content_type="text/csv").status_code == 202
+    assert_queue_full(client.post("/v1/batches", data=upload, content_type="text/csv"))
+    assert client.post("/v1/jobs", json={"pixels": pixels[0].tolist()}).status_code == 202
+    assert service.queued() == 4
+    service.work()
+    assert client.post("/v1/batches", data=upload, content_type="text/csv").status_code == 202
+
+
+def test_a_bound_of_zero_admits_everything(service, published: dict, pixels: np.ndarray) -> None:
+    client = bounded(0)
+    for image in pixels[:20]:
+        assert client.post("/v1/jobs", json={"pixels": image.tolist()}).status_code == 202
+    assert service.queued() == 20
