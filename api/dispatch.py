@@ -56,7 +56,8 @@ def submit_group(services: Services, members: groups.Members) -> None:
     ttl = config["DIGITS_RESULT_TTL"]
     group_id = members[0][0]
     pipe = _transaction(services)
-    groups.create(pipe, group_id, members, ttl)
+    # The group takes newcomers no longer than its job may wait in the queue.
+    groups.create(pipe, group_id, members, ttl, open_for=config["DIGITS_SYNC_QUEUE_TTL"])
     services.predict_queue.enqueue_call(
         "worker.jobs.predict_group",
         args=[group_id, ttl],

@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 from flask import Flask, Response, current_app, request
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError as RedisOutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from werkzeug.exceptions import (
     HTTPException,
@@ -76,6 +77,11 @@ def handle(error: Exception) -> Response:
     if isinstance(error, RedisConnectionError | RedisTimeoutError):
         log.warning("redis unavailable: %s", error)
         response = error_response(503, "redis_unavailable", "the queue is unreachable; retry")
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
+    if isinstance(error, RedisOutOfMemoryError):  # maxmemory with noeviction: refuse, keep data
+        log.error("redis is full: %s", error)
+        response = error_response(503, "redis_full", "the queue has no room left; retry later")
         response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response
     log.exception("unhandled error")

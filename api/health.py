@@ -8,11 +8,12 @@ from flask import Blueprint
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue
+from rq.worker import BaseWorker
 from rq.worker_registration import get_keys
 
 from api.errors import RETRY_AFTER_SECONDS, error_response
 from api.services import services
-from worker import registry
+from worker import keys, recovery, registry
 
 bp = Blueprint("health", __name__)
 
@@ -45,11 +46,24 @@ def readyz() -> Any:
 
 
 def live_workers(redis: Redis, queue: Queue) -> int:
-    """Count the workers on `queue` whose heartbeat key has not expired."""
+    """Count the workers on `queue` that are alive: RQ's key is there and they beat.
+
+    RQ keeps a killed worker's key for a minute or more; its beat (worker.recovery) stops
+    at once, so a worker that has not beaten for DEAD_AFTER seconds is not counted.
+    """
     worker_keys = sorted(get_keys(queue=queue))
     if not worker_keys:
         return 0
-    return int(redis.exists(*worker_keys))
+    names = [key.removeprefix(BaseWorker.redis_worker_namespace_prefix) for key in worker_keys]
+    pipe = redis.pipeline(transaction=False)
+    pipe.time()
+    pipe.zmscore(keys.WORKER_BEATS, names)
+    for key in worker_keys:
+        pipe.exists(key)
+    (seconds, microseconds), beats, *present = pipe.execute()
+    cutoff = seconds + microseconds / 1e6 - recovery.DEAD_AFTER
+    beating = [beat is None or beat > cutoff for beat in beats]  # None: never beat, plain RQ
+    return sum(bool(found) and fresh for found, fresh in zip(present, beating, strict=True))
 
 
 def _problems(checks: dict[str, Any]) -> list[str]:

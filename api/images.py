@@ -118,7 +118,7 @@ OPENAPI_PATHS: dict[str, Any] = {
             "responses": {
                 "200": _answer("JobFinished", "the label, probabilities and pixels seen"),
                 "202": _answer("JobAccepted", "still running after the wait"),
-                **dict.fromkeys(("400", "413", "415", "422", "500", "503"), ERROR),
+                **dict.fromkeys(("400", "413", "415", "422", "429", "500", "503"), ERROR),
             },
         }
     },

@@ -39,6 +39,7 @@ class Group:
 
     members: list[tuple[str, NDArray[np.uint8]]] = field(default_factory=list)
     images: int = 0
+    company: bool = False  # other requests were in flight when it opened
     enqueued: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
 
@@ -46,12 +47,12 @@ class Group:
 class MicroBatcher:
     """Group concurrent requests into jobs of at most `max_images` images.
 
-    `enqueue(members)` puts one group on the queue; it runs in the thread of the group's
-    first request (the leader), which then releases the others.
+    `enqueue(members, company)` puts one group on the queue; it runs in the thread of the
+    group's first request (the leader), which then releases the others.
     """
 
     def __init__(
-        self, enqueue: Callable[[groups.Members], object], window: float, max_images: int
+        self, enqueue: Callable[[groups.Members, bool], object], window: float, max_images: int
     ) -> None:
         self.enqueue = enqueue
         self.window = window  # seconds a group stays open for company
@@ -102,7 +103,7 @@ class MicroBatcher:
             return group, False
         if group is not None:
             self._close()  # too full for this request: send it now, start the next one
-        group = Group()
+        group = Group(company=company)
         if company and images < self.max_images:
             self._open = group
         return group, True
@@ -124,7 +125,7 @@ class MicroBatcher:
 
     def _send(self, group: Group) -> None:
         try:
-            self.enqueue(group.members)
+            self.enqueue(group.members, group.company)
         except Exception as error:  # every member must learn of it, not only the leader
             group.error = error
         finally:
@@ -141,10 +142,14 @@ class GroupQueue:
         self._lock = threading.Lock()
         self._waiting: tuple[str, int] | None = None  # (group id, images) last sent as a job
 
-    def send(self, members: groups.Members) -> None:
-        """Queue the members' images, joining the waiting group when it still takes them."""
+    def send(self, members: groups.Members, company: bool) -> None:
+        """Queue the members' images, joining the waiting group when it still takes them.
+
+        Without `company` (no other request of this process waits for an answer) the last
+        group was answered or given up on: joining it would most likely be a wasted round trip.
+        """
         images = sum(len(pixels) for _, pixels in members)
-        group_id = self._reserve(images)
+        group_id = self._reserve(images) if company else None
         ttl = self.services.config["DIGITS_RESULT_TTL"]
         if group_id is not None and groups.join(self.services.redis, group_id, members, ttl):
             return

@@ -62,7 +62,7 @@ def _paths(config: Any) -> dict[str, Any]:
         "description": f"seconds to wait for the result (default {config['DIGITS_WAIT']:g})",
         "schema": {"type": "number", "minimum": 0, "maximum": config["DIGITS_MAX_WAIT"]},
     }
-    body_errors = dict.fromkeys(("400", "413", "415", "422", "503"), ERROR)
+    body_errors = dict.fromkeys(("400", "413", "415", "422", "429", "503"), ERROR)
     return {
         "/healthz": {"get": _op("Liveness", {"200": _json("Health", "the process is up")})},
         "/readyz": {
@@ -97,7 +97,7 @@ def _paths(config: Any) -> dict[str, Any]:
         "/v1/jobs/{job_id}": {
             "get": _op(
                 "A job's status and, once finished, its labels",
-                {"200": _json("JobStatus", "the job"), "404": ERROR, "503": ERROR},
+                {"200": _json("JobStatus", "the job"), "404": ERROR, "410": ERROR, "503": ERROR},
                 parameters=[_path_id("job_id", ID)],
             )
         },
@@ -123,7 +123,7 @@ def _paths(config: Any) -> dict[str, Any]:
         "/v1/batches/{batch_id}": {
             "get": _op(
                 "A batch's progress",
-                {"200": _json("Batch", "the batch"), "404": ERROR, "503": ERROR},
+                {"200": _json("Batch", "the batch"), "404": ERROR, "410": ERROR, "503": ERROR},
                 parameters=[_path_id("batch_id", ID)],
             )
         },
@@ -137,6 +137,7 @@ def _paths(config: Any) -> dict[str, Any]:
                     },
                     "404": ERROR,
                     "409": ERROR,
+                    "410": ERROR,
                     "503": ERROR,
                 },
                 parameters=[_path_id("batch_id", ID)],
@@ -177,8 +178,8 @@ def _schemas(config: Any) -> dict[str, Any]:
     return {
         "ImagesBody": {
             "oneOf": [
-                _object({"pixels": IMAGE}, ["pixels"]),
-                _object(
+                _closed({"pixels": IMAGE}),
+                _closed(
                     {
                         "images": {
                             "type": "array",
@@ -186,8 +187,7 @@ def _schemas(config: Any) -> dict[str, Any]:
                             "minItems": 1,
                             "maxItems": config["DIGITS_MAX_IMAGES"],
                         }
-                    },
-                    ["images"],
+                    }
                 ),
             ]
         },
@@ -318,6 +318,12 @@ def _responses() -> dict[str, Any]:
     return {
         "Error": {
             "description": "any error: {error: {code, message}}",
+            "headers": {
+                "Retry-After": {
+                    "description": "on 429 and 503: seconds to wait before trying again",
+                    "schema": {"type": "integer", "minimum": 1},
+                }
+            },
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
         }
     }
@@ -340,3 +346,8 @@ def _path_id(name: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 def _object(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
     return {"type": "object", "properties": properties, "required": required}
+
+
+def _closed(properties: dict[str, Any]) -> dict[str, Any]:
+    """An object of exactly these properties: the API refuses any other field."""
+    return {**_object(properties, list(properties)), "additionalProperties": False}

@@ -48,8 +48,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     api.add_argument(
         "--threads",
         type=int,
-        default=int(os.environ.get("DIGITS_API_THREADS", "8")),
+        default=int(os.environ.get("DIGITS_API_THREADS", "16")),
         help="threads per process; each waiting request holds one (default: %(default)s)",
+    )
+    api.add_argument(
+        "--connections",
+        type=int,
+        default=int(os.environ.get("DIGITS_API_CONNECTIONS", "0")),
+        help="keep-alive connections one process holds; 0: as many as it has threads, so "
+        "that busy processes leave new connections to idle ones (default: %(default)s)",
+    )
+    api.add_argument(
+        "--worker-class",
+        choices=["gthread", "sync"],
+        default=os.environ.get("DIGITS_API_WORKER_CLASS", "gthread"),
+        help="gunicorn worker type; sync serves one request per process (default: %(default)s)",
     )
     api.set_defaults(func=api_command)
 
@@ -102,9 +115,11 @@ def api_command(args: argparse.Namespace) -> int:
         "--workers",
         str(args.processes),
         "--worker-class",
-        "gthread",
+        args.worker_class,
         "--threads",
-        str(args.threads),
+        str(args.threads if args.worker_class == "gthread" else 1),
+        "--worker-connections",
+        str(args.connections or args.threads),
         "--graceful-timeout",
         "10",
         "api:create_app()",

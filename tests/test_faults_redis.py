@@ -97,3 +97,50 @@ def test_queued_batch_survives_a_redis_restart(
     labels = [int(line.split(",")[1]) for line in lines]
     assert labels == model.loads(networks["a"]).predict(rows).tolist()
     assert client.get(job["status_url"]).json["labels"] == service_labels(networks, pixels[:4])
+
+
+@pytest.mark.slow
+def test_a_worker_started_before_redis_waits_for_it_and_stops_on_sigterm(
+    networks: dict[str, bytes], pixels: np.ndarray, tmp_path: Path
+) -> None:
+    directory = tmp_path / "redis"
+    directory.mkdir()
+    server = RedisServer(directory)  # not started yet
+    with workers(server.url, 1, tmp_path) as [worker]:
+        time.sleep(3)
+        assert worker.poll() is None
+        server.start()
+        try:
+            connection = Redis.from_url(server.url)
+            version, _ = registry.publish(connection, networks["a"], {})
+            registry.activate(connection, version)
+            client = create_app({"REDIS_URL": server.url}).test_client()
+            job = client.post("/v1/jobs", json={"pixels": pixels[0].tolist()}).json
+            wait_for(
+                lambda: client.get(job["status_url"]).json["status"] == "finished", 30, "the job"
+            )
+            server.stop()
+            time.sleep(1)  # the worker is waiting for Redis again: SIGTERM must still stop it
+            worker.terminate()
+            assert worker.wait(timeout=10) == 0
+        finally:
+            server.stop()
+
+
+def test_a_full_redis_refuses_new_work_with_503_and_keeps_serving_reads(
+    server: RedisServer, networks: dict[str, bytes], pixels: np.ndarray
+) -> None:
+    connection = Redis.from_url(server.url)
+    version, _ = registry.publish(connection, networks["a"], {})
+    registry.activate(connection, version)
+    client = create_app({"REDIS_URL": server.url}).test_client()
+    job = client.post("/v1/jobs", json={"pixels": pixels[0].tolist()}).json
+    connection.config_set("maxmemory", connection.info("memory")["used_memory"] // 2)
+    try:
+        full = client.post("/v1/jobs", json={"pixels": pixels[1].tolist()})
+        assert_unavailable(full)
+        assert full.json["error"]["code"] == "redis_full"
+        assert client.get(job["status_url"]).json["status"] == "queued"
+    finally:
+        connection.config_set("maxmemory", 0)
+    assert client.post("/v1/jobs", json={"pixels": pixels[1].tolist()}).status_code == 202

@@ -175,6 +175,11 @@ def test_batch_finishes_once_when_a_worker_is_killed_mid_chunk(
 
         status = wait_for(finished, 60, "the batch to finish")
         done_after = time.monotonic() - killed_at
+
+        def one_worker_left() -> bool:
+            return bool(client.get("/readyz").json["checks"]["workers"] == 1)
+
+        wait_for(one_worker_left, recovery.DEAD_AFTER + 5, "/readyz to count one worker")
         assert [process.poll() is None for process in started].count(True) == 1
 
     print(

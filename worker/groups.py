@@ -35,24 +35,29 @@ end
 return 1
 """
 
-# KEYS: open flag, pixels, members
+# KEYS: open flag, pixels, members, the current model version (read in the same trip)
 _CLAIM = """
 redis.call('DEL', KEYS[1])
-return {redis.call('GET', KEYS[2]), redis.call('LRANGE', KEYS[3], 0, -1)}
+local current = redis.call('GET', KEYS[4])
+return {redis.call('GET', KEYS[2]), redis.call('LRANGE', KEYS[3], 0, -1), current}
 """
 
 
 @dataclass(frozen=True)
 class Claimed:
-    """A group as its worker sees it: all pixels, and who sent how many of them."""
+    """A group as its worker sees it: all pixels, who sent how many, the model to use."""
 
     pixels: NDArray[np.uint8]
     members: list[tuple[str, int]]  # (job id, images)
+    current_model: str | None
 
 
-def create(pipe: Pipeline, group_id: str, members: Members, ttl: int) -> None:
-    """Queue on `pipe` a new open group of `members`; the first member's id names it."""
-    pipe.set(keys.group_open(group_id), 1, ex=ttl)
+def create(pipe: Pipeline, group_id: str, members: Members, ttl: int, open_for: int) -> None:
+    """Queue on `pipe` a new group of `members`, open to more for `open_for` seconds.
+
+    The first member's id names it; its data lives `ttl` seconds.
+    """
+    pipe.set(keys.group_open(group_id), 1, ex=open_for)
     pipe.set(keys.job_pixels(group_id), _pixels(members), ex=ttl)
     pipe.rpush(keys.group_members(group_id), *_entries(members))
     pipe.expire(keys.group_members(group_id), ttl)
@@ -68,22 +73,27 @@ def join(connection: Redis, group_id: str, members: Members, ttl: int) -> bool:
         keys.group_members(group_id),
         *(keys.job_group(job_id) for job_id, _ in members),
     ]
-    args = [_pixels(members), ttl, group_id, *_entries(members)]
+    args: list[bytes | str | int] = [_pixels(members), ttl, group_id, *_entries(members)]
     return bool(connection.eval(_JOIN, len(script_keys), *script_keys, *args) == 1)
 
 
 def claim(connection: Redis, group_id: str) -> Claimed:
-    """Close the group to newcomers and return it."""
+    """Close the group to newcomers and return it, with the registry's current version."""
     script_keys = [
         keys.group_open(group_id),
         keys.job_pixels(group_id),
         keys.group_members(group_id),
+        keys.MODELS_CURRENT,
     ]
-    pixels, entries = connection.eval(_CLAIM, len(script_keys), *script_keys)
+    pixels, entries, current = connection.eval(_CLAIM, len(script_keys), *script_keys)
     if pixels is None or not entries:
         raise LookupError(f"job {group_id}: its pixels expired or were deleted")
     members = [_member(codec.text(entry)) for entry in entries]
-    claimed = Claimed(pixels=codec.pixels_from_bytes(codec.raw(pixels)), members=members)
+    claimed = Claimed(
+        pixels=codec.pixels_from_bytes(codec.raw(pixels)),
+        members=members,
+        current_model=None if current is None else codec.text(current),
+    )
     if len(claimed.pixels) != sum(images for _, images in members):
         raise ValueError(f"job {group_id}: {len(claimed.pixels)} images stored, members differ")
     return claimed

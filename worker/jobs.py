@@ -54,7 +54,7 @@ def predict_group(group_id: str, ttl: int) -> dict[str, Any]:
     """Label a micro-batch group (worker.groups); store each member's share under its id."""
     connection = _connection()
     group = groups.claim(connection, group_id)
-    network, version = CACHE.get(connection, _text(connection.get(keys.MODELS_CURRENT)))
+    network, version = CACHE.get(connection, group.current_model)
     probabilities = network.predict_proba(group.pixels)  # (n, 10)
     pipe = connection.pipeline(transaction=False)
     start = 0

@@ -119,6 +119,8 @@ def sweep(connection: Redis, queues: Sequence[Queue]) -> list[str]:
     beating = _texts(connection.zrange(keys.WORKER_BEATS, 0, -1))
     recovered = []
     for queue in queues:
+        # Claimed before started: a job moves from the first to the second, never back.
+        claimed = _texts(connection.lrange(queue.intermediate_queue_key, 0, -1))
         started = _started(connection, queue)
         for job_id, execution in started.items():
             owner = connection.hget(execution.key, "worker_name")
@@ -127,7 +129,6 @@ def sweep(connection: Redis, queues: Sequence[Queue]) -> list[str]:
             if connection.zrem(queue.started_job_registry.key, execution.composite_key):
                 connection.delete(execution.key)
                 recovered += _requeue(connection, queue, job_id)
-        claimed = _texts(connection.lrange(queue.intermediate_queue_key, 0, -1))
         for job_id in claimed - started.keys():
             if _unstarted_since(connection, job_id, now) <= now - DEAD_AFTER and connection.lrem(
                 queue.intermediate_queue_key, 0, job_id

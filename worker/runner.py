@@ -94,22 +94,32 @@ def run(
 
     Workers scale by process, one per core: a BLAS pool per worker on top of that
     oversubscribes the cores (measured 10x slower per job under load), so it defaults to 1.
+    A worker that loses Redis (or finds none) waits for it and starts over, under a new name.
     """
     with threadpool_limits(limits=blas_threads):
         worked = False
         while True:
-            worker = build(connection)
-            try:
-                version = jobs.preload(connection)
-                log.info("worker starting with model %s", version or "(none active yet)")
-                with recovery.Lifeline(connection, worker):
-                    worked = worker.work(burst=burst, logging_level=logging_level) or worked
-            except RedisError as error:
-                log.error("worker %s lost Redis: %s", worker.name, error)
-            finally:
-                _retire(worker)
-            if burst or worker.stopping or not _reconnect(connection):
+            ran, stopping = _work_once(connection, burst, logging_level)
+            worked = worked or ran
+            if burst or stopping or not _reconnect(connection):
                 return worked
+
+
+def _work_once(connection: Redis, burst: bool, logging_level: str) -> tuple[bool, bool]:
+    """Run one worker until it ends or loses Redis: (whether a job ran, whether to stop)."""
+    worker: Worker | None = None
+    try:
+        worker = build(connection)  # RQ asks Redis about the connection already
+        version = jobs.preload(connection)
+        log.info("worker starting with model %s", version or "(none active yet)")
+        with recovery.Lifeline(connection, worker):
+            return worker.work(burst=burst, logging_level=logging_level), worker.stopping
+    except RedisError as error:
+        log.error("worker lost Redis: %s", error)
+        return False, worker is not None and worker.stopping
+    finally:
+        if worker is not None:
+            _retire(worker)
 
 
 def _retire(worker: Worker) -> None:

@@ -10,6 +10,9 @@ BENCH_MODULES = [
     "scripts.bench.model",
     "scripts.bench.training",
     "scripts.bench.service",
+    "scripts.bench.throughput",
+    "scripts.bench.gunicorn",
+    "scripts.soak",
 ]
 
 

@@ -1,0 +1,178 @@
+"""`digits bench throughput`: single-image predictions at 32 connections, batched vs not.
+
+    digits bench throughput [--runs 5] [--duration 30] [--connections 32] [--workers 2]
+
+Two private services side by side (each its own redis-server and `digits up`), measured
+in turns so machine noise hits both: the shipped configuration (micro-batching on), and the
+reference with `DIGITS_MAX_BATCH=1`, one image per RQ job. The load is `wrk` running
+scripts/bench/wrk/predict.lua: each connection POSTs `{"pixels": [...]}` for MNIST test
+images in turn and waits for the answer. Errors are socket errors plus every answer other
+than 200 (a 202 is a prediction that did not arrive within the wait).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Mapping
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from scripts.bench.report import median, write_section
+from scripts.bench.service import ROOT, test_pixels
+from scripts.bench.stack import ROLES, Stack, stack
+
+LUA = ROOT / "scripts" / "bench" / "wrk" / "predict.lua"
+IMAGES = 1_000  # distinct request bodies the connections cycle through
+WARM_UP = 3  # seconds of load before the first timed run of each service
+TARGET_RATE, TARGET_P99 = 1_000, 100.0  # predictions/s and ms at 32 connections
+SOCKET_ERRORS = ("connect", "read", "write", "timeout")
+
+VARIANTS = {
+    "micro-batching (shipped settings)": {},
+    "reference: one image per RQ job": {"DIGITS_MAX_BATCH": "1"},
+}
+
+
+@dataclass(frozen=True)
+class Load:
+    """One timed wrk run against one service."""
+
+    rate: float  # answered requests per second
+    p50: float  # ms
+    p99: float  # ms
+    errors: int  # socket errors and answers other than 200
+    cpu: dict[str, float]  # CPU ms per request, per role
+
+
+def register(subparsers: Any) -> None:
+    """Add `digits bench throughput`."""
+    parser = subparsers.add_parser("throughput", help="32 connections: batched vs one per job")
+    add_load_options(parser)
+    parser.set_defaults(func=run)
+
+
+def add_load_options(parser: argparse.ArgumentParser) -> None:
+    """Add the options every wrk benchmark takes."""
+    parser.add_argument("--runs", type=int, default=5, help="timed runs per service (median)")
+    parser.add_argument("--duration", type=int, default=30, help="seconds per run")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Measure both services and write the `throughput` section of BENCHMARKS.md."""
+    results = measure(VARIANTS, args)
+    body = table(args, results)
+    write_section("throughput", "Throughput: single images at 32 connections", body)
+    return 0
+
+
+def measure(
+    variants: Mapping[str, Mapping[str, str]], args: argparse.Namespace
+) -> dict[str, list[Load]]:
+    """Start one service per variant, then time them in turns; return the runs by variant."""
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed (apt-get install wrk)")
+    results: dict[str, list[Load]] = {name: [] for name in variants}
+    with tempfile.TemporaryDirectory() as scratch, ExitStack() as stacks:
+        bodies = write_bodies(Path(scratch) / "bodies.txt")
+        running = {
+            name: stacks.enter_context(stack(args.workers, settings))
+            for name, settings in variants.items()
+        }
+        for service in running.values():
+            wrk(service.url, bodies, args.connections, WARM_UP)
+        for _ in range(args.runs):
+            for name, service in running.items():
+                results[name].append(timed_load(service, bodies, args))
+    return results
+
+
+def write_bodies(path: Path) -> Path:
+    """Write one JSON request body per line, one MNIST test image each."""
+    lines = (orjson.dumps({"pixels": row.tolist()}) for row in test_pixels(IMAGES))
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path
+
+
+def timed_load(service: Stack, bodies: Path, args: argparse.Namespace) -> Load:
+    """Run wrk once against `service`, with the CPU each of its roles used per request."""
+    before = service.cpu_seconds()
+    report = wrk(service.url, bodies, args.connections, args.duration)
+    after = service.cpu_seconds()
+    seconds = report["duration_us"] / 1e6
+    answered = report["requests"] - report["not_ok"]
+    requests = max(report["requests"], 1)
+    return Load(
+        rate=answered / seconds,
+        p50=report["p50_us"] / 1e3,
+        p99=report["p99_us"] / 1e3,
+        errors=report["not_ok"] + sum(report[kind] for kind in SOCKET_ERRORS),
+        cpu={role: (after[role] - before[role]) / requests * 1e3 for role in ROLES},
+    )
+
+
+def wrk(url: str, bodies: Path, connections: int, seconds: int) -> dict[str, int]:
+    """Run wrk with the predict script; return the JSON line the script prints."""
+    command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s"]
+    command += ["-s", str(LUA), url, "--", str(bodies)]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    report: dict[str, int] = json.loads(output.strip().splitlines()[-1])
+    return report
+
+
+def summary(runs: list[Load]) -> dict[str, float]:
+    """Medians over the runs, errors summed."""
+    return {
+        "rate": median([load.rate for load in runs]),
+        "p50": median([load.p50 for load in runs]),
+        "p99": median([load.p99 for load in runs]),
+        "errors": float(sum(load.errors for load in runs)),
+        **{role: median([load.cpu[role] for load in runs]) for role in ROLES},
+    }
+
+
+def table(args: argparse.Namespace, results: dict[str, list[Load]]) -> str:
+    """Format the two services' medians, the ratio, and the verdicts."""
+    (batched_name, batched), (reference_name, reference) = (
+        (name, summary(runs)) for name, runs in results.items()
+    )
+    ratio = batched["rate"] / reference["rate"]
+    met = batched["rate"] >= TARGET_RATE and batched["p99"] <= TARGET_P99 and batched["errors"] == 0
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    lines = [
+        f"`wrk -t2 -c{args.connections} -d{args.duration}s` with "
+        "`scripts/bench/wrk/predict.lua` (one image per request, 1,000 MNIST test images in "
+        f"turn), {args.runs} runs per service, the two services in turns. Each service: "
+        f"`digits up --workers {args.workers}` on its own redis-server, model: cnn. "
+        f"Load average at the end: {load} (the machine is shared).",
+        "",
+        "| service | predictions/s | p50 | p99 | errors | CPU ms per request: API / "
+        "workers / Redis | runs (predictions/s) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+        row(batched_name, batched, results[batched_name]),
+        row(reference_name, reference, results[reference_name]),
+        "",
+        f"Micro-batching serves **{ratio:.1f}x** the predictions per second of one image per "
+        f"job. Target: >= {TARGET_RATE:,} predictions/s with p99 <= {TARGET_P99:.0f} ms and "
+        f"zero errors: **{'met' if met else 'MISSED'}**.",
+    ]
+    return "\n".join(lines)
+
+
+def row(name: str, medians: dict[str, float], runs: list[Load]) -> str:
+    cpu = " / ".join(f"{medians[role]:.2f}" for role in ROLES)
+    rates = ", ".join(f"{load.rate:.0f}" for load in runs)
+    return (
+        f"| {name} | {medians['rate']:,.0f} | {medians['p50']:.1f} ms | "
+        f"{medians['p99']:.1f} ms | {medians['errors']:.0f} | {cpu} | {rates} |"
+    )

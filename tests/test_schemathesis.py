@@ -1,0 +1,76 @@
+"""Schemathesis against /openapi.json: generated requests, no 5xx, responses as documented."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from processes import wait_for, workers
+from redis import Redis
+
+import model
+from api import create_app
+from worker import registry
+
+FUZZ_REDIS_URL = "redis://127.0.0.1:6379/15"  # its own database: a worker runs for the module
+# Small limits keep generated bodies small; the wait keeps a request short if a job lags.
+CONFIG = {
+    "REDIS_URL": FUZZ_REDIS_URL,
+    "DIGITS_MAX_IMAGES": 3,
+    "DIGITS_MAX_ROWS": 20,
+    "DIGITS_WAIT": 2.0,
+    "DIGITS_MAX_WAIT": 3.0,
+    "MAX_CONTENT_LENGTH": 1 << 20,
+}
+
+
+# Over a limit is 413, a rejection too. A CSV or picture that matches the schema (a string)
+# can still be malformed: for those routes a 422 on "valid" data is right.
+CHECKS = """
+[checks.negative_data_rejection]
+expected-statuses = ["400", "404", "405", "409", "413", "415", "422", "429"]
+
+[[operations]]
+include-path-regex = "^/v1/(batches|predict/image)$"
+checks.positive_data_acceptance.enabled = false
+"""
+APP = create_app(CONFIG)  # loading the schema reads /openapi.json only: no Redis yet
+SCHEMA = schemathesis.openapi.from_wsgi(
+    "/openapi.json", APP, config=schemathesis.config.SchemathesisConfig.from_str(CHECKS)
+)
+
+
+@pytest.fixture(scope="module")
+def serving(networks: dict[str, bytes], tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A published model and one worker subprocess on the app's own database."""
+    connection = Redis.from_url(FUZZ_REDIS_URL)
+    connection.flushdb()
+    version, _ = registry.publish(connection, networks["a"], model.loads(networks["a"]).metadata)
+    registry.activate(connection, version)
+    with workers(FUZZ_REDIS_URL, 1, tmp_path_factory.mktemp("fuzz")):
+        client = APP.test_client()
+        wait_for(lambda: client.get("/readyz").status_code == 200, 60, "/readyz to be green")
+        yield
+    connection.flushdb()
+
+
+ANSWERED: dict[str, set[int]] = defaultdict(set)  # statuses seen per operation
+
+
+@pytest.mark.slow
+@SCHEMA.parametrize()
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+def test_the_api_keeps_its_documented_promises(serving: None, case: schemathesis.Case) -> None:
+    response = case.call_and_validate()
+    ANSWERED[f"{case.method} {case.path}"].add(response.status_code)
+
+
+@pytest.mark.slow
+def test_the_generated_requests_reached_the_success_paths() -> None:
+    assert 200 in ANSWERED["POST /v1/predict"]
+    assert 202 in ANSWERED["POST /v1/jobs"]
+    assert 422 in ANSWERED["POST /v1/batches"]
+    assert all(status < 500 for statuses in ANSWERED.values() for status in statuses)
