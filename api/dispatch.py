@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -36,7 +37,7 @@ def submit_images(services: Services, pixels: NDArray[np.uint8]) -> str:
         job_id=job_id,
         ttl=ttl,  # its caller polls for it: worth running while its result would be kept
         timeout=config["DIGITS_JOB_TIMEOUT"],
-        result_ttl=ttl,
+        result_ttl=_record_ttl(config, ttl),
         failure_ttl=ttl,
         on_failure=Callback("worker.jobs.predict_failed"),
         pipeline=pipe,
@@ -64,7 +65,7 @@ def submit_group(services: Services, members: groups.Members) -> None:
         job_id=group_id,
         ttl=config["DIGITS_SYNC_QUEUE_TTL"],  # its callers stop waiting after ?wait= seconds
         timeout=config["DIGITS_JOB_TIMEOUT"],
-        result_ttl=ttl,
+        result_ttl=_record_ttl(config, ttl),
         failure_ttl=ttl,
         on_failure=Callback("worker.jobs.predict_group_failed"),
         pipeline=pipe,
@@ -88,7 +89,7 @@ def submit_batch(
             args=[batch_id, chunk, ttl],
             ttl=ttl,  # as long as the batch's pixels are kept
             timeout=config["DIGITS_JOB_TIMEOUT"],
-            result_ttl=ttl,
+            result_ttl=_record_ttl(config, ttl),
             failure_ttl=ttl,
             on_failure=Callback("worker.jobs.chunk_failed"),
         )
@@ -97,6 +98,11 @@ def submit_batch(
     services.batch_queue.enqueue_many(jobs, pipeline=pipe)
     pipe.execute()
     return batch_id, chunks
+
+
+def _record_ttl(config: dict[str, Any], ttl: int) -> int:
+    """Keep RQ's record of a finished job no longer than its result: it would say "finished"."""
+    return min(int(config["DIGITS_JOB_RECORD_TTL"]), ttl)
 
 
 def _transaction(services: Services) -> Pipeline:

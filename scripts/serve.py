@@ -52,11 +52,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="threads per process; each waiting request holds one (default: %(default)s)",
     )
     api.add_argument(
-        "--connections",
+        "--keep-alive",
         type=int,
-        default=int(os.environ.get("DIGITS_API_CONNECTIONS", "0")),
-        help="keep-alive connections one process holds; 0: as many as it has threads, so "
-        "that busy processes leave new connections to idle ones (default: %(default)s)",
+        default=int(os.environ.get("DIGITS_API_KEEPALIVE", "2")),
+        help="seconds an idle connection is kept open; 0 closes each after its answer, which "
+        "spreads busy clients over the processes (default: %(default)s)",
     )
     api.add_argument(
         "--worker-class",
@@ -118,8 +118,8 @@ def api_command(args: argparse.Namespace) -> int:
         args.worker_class,
         "--threads",
         str(args.threads if args.worker_class == "gthread" else 1),
-        "--worker-connections",
-        str(args.connections or args.threads),
+        "--keep-alive",
+        str(args.keep_alive),
         "--graceful-timeout",
         "10",
         "api:create_app()",

@@ -45,6 +45,10 @@ def test_every_transient_key_has_a_ttl(
     redis_conn.delete("digits:models:current")
     service.while_working(lambda: client.post("/v1/predict", json={"pixels": [0] * 784}))
     assert transient_keys_without_ttl(redis_conn) == []  # finished, failed, and worker state
+    kept = client.application.config["DIGITS_JOB_RECORD_TTL"]
+    finished = [key for key in redis_conn.scan_iter("rq:job:*")
+                if redis_conn.hget(key, "status") == b"finished"]  # fmt: skip
+    assert finished and all(0 < redis_conn.ttl(key) <= kept for key in finished)
 
 
 def short_lived(**ttls: int) -> FlaskClient:

@@ -69,8 +69,11 @@ def test_sweep_requeues_the_job_of_a_dead_worker_only(
     job = Job.fetch(job_id, connection=redis_conn, serializer=JSONSerializer)
     assert job.get_status() == JobStatus.QUEUED and job.meta["recoveries"] == 1
     assert running(redis_conn, keys.PREDICT_QUEUE) == {live.name: live_id}
-    assert redis_conn.zscore(keys.WORKER_BEATS, dead.name) is None  # forgotten once swept
     assert recovery.sweep(redis_conn, dead.queues) == []  # nothing twice
+    assert redis_conn.zscore(keys.WORKER_BEATS, dead.name) is not None  # RQ still lists it
+    redis_conn.delete(dead.key)
+    recovery.sweep(redis_conn, dead.queues)
+    assert redis_conn.zscore(keys.WORKER_BEATS, dead.name) is None  # forgotten with RQ's key
 
     service.work()
     finished = client.get(f"/v1/jobs/{job_id}").json

@@ -39,6 +39,7 @@ SWEEP_INTERVAL = 2.0  # seconds between sweeps, across all workers
 MAX_RECOVERIES = 2  # re-runs of a job whose worker died, before it fails
 BEATS_TTL = 86_400  # the beats set goes when no worker has beaten for this long
 RECONNECT_DELAYS = (0.5, 1.0, 2.0, 4.0, 5.0)  # seconds between tries to reach Redis again
+ENDED = {JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED}
 
 # KEYS: beats set. ARGV: worker name, set TTL. Redis's clock: workers' clocks may disagree.
 _BEAT = """
@@ -134,9 +135,17 @@ def sweep(connection: Redis, queues: Sequence[Queue]) -> list[str]:
                 queue.intermediate_queue_key, 0, job_id
             ):
                 recovered += _requeue(connection, queue, job_id)
-    if dead:
-        connection.zrem(keys.WORKER_BEATS, *dead)
+    _forget(connection, dead)
     return recovered
+
+
+def _forget(connection: Redis, dead: set[str]) -> None:
+    """Drop dead workers' beats once RQ has dropped them too: until then they mark them dead."""
+    names = sorted(dead)
+    prefix = BaseWorker.redis_worker_namespace_prefix
+    gone = [name for name in names if not connection.exists(prefix + name)]
+    if gone:
+        connection.zrem(keys.WORKER_BEATS, *gone)
 
 
 def _started(connection: Redis, queue: Queue) -> dict[str, Execution]:
@@ -163,7 +172,7 @@ def _is_dead(connection: Redis, name: str, dead: set[str], beating: set[str]) ->
     if name in beating:
         return name in dead
     # A worker that never beat (a plain `rq worker`) is judged by RQ's own worker key.
-    return not connection.exists(f"{BaseWorker.redis_worker_namespace_prefix}{name}")
+    return not connection.exists(BaseWorker.redis_worker_namespace_prefix + name)
 
 
 def _requeue(connection: Redis, queue: Queue, job_id: str) -> list[str]:
@@ -173,6 +182,8 @@ def _requeue(connection: Redis, queue: Queue, job_id: str) -> list[str]:
     try:
         job = Job.fetch(job_id, connection=connection, serializer=queue.serializer)
     except NoSuchJobError:
+        return []
+    if job.get_status(refresh=False) in ENDED:
         return []
     recoveries = int(job.meta.get("recoveries", 0)) + 1
     if recoveries > MAX_RECOVERIES:

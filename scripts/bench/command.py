@@ -12,6 +12,9 @@ BENCH_MODULES = [
     "scripts.bench.service",
     "scripts.bench.throughput",
     "scripts.bench.gunicorn",
+    "scripts.bench.batch",
+    "scripts.bench.scaling",
+    "scripts.bench.memory",
     "scripts.soak",
 ]
 

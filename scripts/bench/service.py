@@ -18,6 +18,7 @@ gets the table.
 from __future__ import annotations
 
 import argparse
+import http.client
 import os
 import shutil
 import signal
@@ -32,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import requests
+import orjson
 from numpy.typing import NDArray
 from redis import Redis
 from threadpoolctl import threadpool_limits
@@ -45,6 +46,7 @@ from scripts.serve import SHIPPED_WEIGHTS, WEIGHTS_DIR
 from scripts.submit import submit
 
 ROOT = Path(__file__).resolve().parents[2]
+P50_TARGET, P99_TARGET = 5.0, 15.0  # ms, one client, single image (the service had 10 ms p50)
 
 
 def register(subparsers: Any) -> None:
@@ -195,22 +197,34 @@ def measure_csv(
 
 
 def measure_latency(url: str, runs: int, count: int) -> list[NDArray[np.float64]]:
-    """Per run, the latencies (ms) of `count` sequential single-image sync predictions."""
-    session = requests.Session()
-    body = {"pixels": test_pixels(1)[0].tolist()}
+    """Per run, the latencies (ms) of `count` sequential single-image sync predictions.
+
+    The client is one keep-alive `http.client` connection that sends each request in one
+    write: the figures are the service's, not a client library's (requests adds ~1 ms).
+    """
+    host, port = url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port))
+    body = orjson.dumps({"pixels": test_pixels(1)[0].tolist()})
     for _ in range(50):
-        session.post(f"{url}/v1/predict", json=body).raise_for_status()
+        _predict(connection, body)
     samples = []
     for _ in range(runs):
         run = []
         for _ in range(count):
             start = time.perf_counter()
-            response = session.post(f"{url}/v1/predict", json=body)
+            _predict(connection, body)
             run.append((time.perf_counter() - start) * 1e3)
-            if response.status_code != 200:
-                raise SystemExit(f"sync predict answered {response.status_code}")
         samples.append(np.asarray(run))
+    connection.close()
     return samples
+
+
+def _predict(connection: http.client.HTTPConnection, body: bytes) -> None:
+    connection.request("POST", "/v1/predict", body, {"Content-Type": "application/json"})
+    response = connection.getresponse()
+    response.read()
+    if response.status != 200:
+        raise SystemExit(f"sync predict answered {response.status}")
 
 
 def _timed(call: Callable[[], object]) -> float:
@@ -256,8 +270,15 @@ def table(
         "",
         "| statistic | value | target |",
         "| --- | --- | --- |",
-        f"| median of run medians | {median(medians):.2f} ms | <= 10 ms |",
-        f"| median of run p99s | {median(p99s):.2f} ms | - |",
-        f"| run medians | {', '.join(f'{value:.2f}' for value in medians)} ms | - |",
+        f"| median of run p50s | {median(medians):.2f} ms | <= {P50_TARGET:g} ms "
+        f"{_verdict(median(medians) <= P50_TARGET)} |",
+        f"| median of run p99s | {median(p99s):.2f} ms | <= {P99_TARGET:g} ms "
+        f"{_verdict(median(p99s) <= P99_TARGET)} |",
+        f"| run p50s | {', '.join(f'{value:.2f}' for value in medians)} ms | - |",
+        f"| run p99s | {', '.join(f'{value:.2f}' for value in p99s)} ms | - |",
     ]
     return "\n".join(lines)
+
+
+def _verdict(met: bool) -> str:
+    return "met" if met else "MISSED"
