@@ -25,13 +25,14 @@ T = TypeVar("T")
 
 @pytest.fixture
 def redis_url() -> str:
+    """The test database; a module that needs its own overrides this fixture."""
     return REDIS_URL
 
 
 @pytest.fixture
-def redis_conn() -> Iterator[Redis]:
+def redis_conn(redis_url: str) -> Iterator[Redis]:
     """A client on the test database, empty before and after the test."""
-    connection = Redis.from_url(REDIS_URL)
+    connection = Redis.from_url(redis_url)
     connection.flushdb()
     yield connection
     connection.flushdb()
@@ -45,9 +46,9 @@ def fresh_model_cache(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def app(redis_conn: Redis) -> Flask:
+def app(redis_conn: Redis, redis_url: str) -> Flask:
     """The app on the test database, with small chunks so batches have several."""
-    return create_app({"REDIS_URL": REDIS_URL, "TESTING": True, "DIGITS_CHUNK_ROWS": 40})
+    return create_app({"REDIS_URL": redis_url, "TESTING": True, "DIGITS_CHUNK_ROWS": 40})
 
 
 @pytest.fixture

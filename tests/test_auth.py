@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -20,12 +20,8 @@ Client = Callable[..., FlaskClient]
 
 
 @pytest.fixture
-def redis_conn() -> Iterator[Redis]:
-    connection = Redis.from_url(DB)
-    connection.flushdb()
-    yield connection
-    connection.flushdb()
-    connection.close()
+def redis_url() -> str:
+    return DB
 
 
 @pytest.fixture

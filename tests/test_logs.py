@@ -6,7 +6,6 @@ import json
 import logging
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,12 +22,8 @@ API_KEY = "log-test-key-0123456789"
 
 
 @pytest.fixture
-def redis_conn() -> Iterator[Redis]:
-    connection = Redis.from_url(DB)
-    connection.flushdb()
-    yield connection
-    connection.flushdb()
-    connection.close()
+def redis_url() -> str:
+    return DB
 
 
 @pytest.fixture

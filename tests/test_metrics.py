@@ -5,12 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
@@ -24,17 +22,8 @@ DB = "redis://127.0.0.1:6379/14"  # this module's database, flushed before and a
 
 
 @pytest.fixture
-def redis_conn() -> Iterator[Redis]:
-    connection = Redis.from_url(DB)
-    connection.flushdb()
-    yield connection
-    connection.flushdb()
-    connection.close()
-
-
-@pytest.fixture
-def app(redis_conn: Redis) -> Flask:
-    return create_app({"REDIS_URL": DB, "TESTING": True, "DIGITS_CHUNK_ROWS": 40})
+def redis_url() -> str:
+    return DB
 
 
 def scrape(client: FlaskClient) -> dict[tuple[str, frozenset], float]:

@@ -28,7 +28,6 @@ from redis import Redis
 from rq.serializers import JSONSerializer
 
 import model
-from api import create_app
 from model.kaggle_csv import write_kaggle_csv
 from scripts.registry import PublishError, publish_file
 from worker import jobs, keys, registry, runner
@@ -47,17 +46,8 @@ class Planted:
 
 
 @pytest.fixture
-def redis_conn() -> Iterator[Redis]:
-    connection = Redis.from_url(DB)
-    connection.flushdb()
-    yield connection
-    connection.flushdb()
-    connection.close()
-
-
-@pytest.fixture
-def app(redis_conn: Redis) -> Flask:
-    return create_app({"REDIS_URL": DB, "TESTING": True, "DIGITS_CHUNK_ROWS": 40})
+def redis_url() -> str:
+    return DB
 
 
 @pytest.fixture
