@@ -16,7 +16,7 @@ DEFAULTS: dict[str, Any] = {
     "DIGITS_MAX_WAIT": 60.0,  # largest ?wait= accepted
     "DIGITS_RESULT_TTL": 3_600,  # seconds a job's pixels and result are kept
     "DIGITS_BATCH_TTL": 86_400,  # seconds a batch's data and labels are kept
-    "DIGITS_JOB_RECORD_TTL": 600,  # seconds RQ keeps its ~6 KB record of a finished job
+    "DIGITS_JOB_RECORD_TTL": 60,  # seconds RQ keeps its ~6 KB record of a finished job
     "DIGITS_JOB_TIMEOUT": 120,  # seconds a worker may spend on one job
     "DIGITS_MAX_QUEUE": 1_000,  # jobs on a queue past which new work gets 429 (0: no bound)
     "DIGITS_SYNC_QUEUE_TTL": 90,  # seconds a /v1/predict job may wait for a worker, then dropped

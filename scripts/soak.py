@@ -27,16 +27,19 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import psutil
 import requests
 from redis import Redis
 
 from model.kaggle_csv import PIXEL_NAMES
 from scripts.bench.report import write_section
-from scripts.bench.stack import Stack, stack
+
+if TYPE_CHECKING:  # psutil comes with the dev and bench extras, not with the service
+    import psutil
+
+    from scripts.bench.stack import Stack
 
 SAMPLE_EVERY = 5.0  # seconds between memory samples
 WARM_UP = 30.0  # seconds of samples left out of the memory verdict
@@ -60,6 +63,8 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     """Run the soak and write its section; 1 when it saw a 5xx, a lost request or growing memory."""
+    from scripts.bench.stack import stack
+
     with stack(args.workers) as running:
         answers, samples = soak(running, args.minutes * 60, args.clients)
     verdict = Verdict.of(answers, samples)
@@ -229,6 +234,8 @@ def sample(running: Stack, redis: Redis, at: float) -> Sample:
 
 
 def _rss(process: psutil.Process) -> int:
+    import psutil
+
     try:
         return int(process.memory_info().rss)
     except psutil.Error:  # the process ended between listing and measuring

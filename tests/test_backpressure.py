@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
+import pytest
 from flask.testing import FlaskClient
 from redis import Redis
 
@@ -10,9 +13,15 @@ from api import create_app
 from model.kaggle_csv import write_kaggle_csv
 
 
-def bounded(max_queue: int) -> FlaskClient:
-    config = {"REDIS_URL": "redis://127.0.0.1:6379/11", "DIGITS_CHUNK_ROWS": 40}
-    return create_app(config | {"DIGITS_MAX_QUEUE": max_queue}).test_client()
+@pytest.fixture
+def bounded(redis_conn: Redis, redis_url: str) -> Callable[[int], FlaskClient]:
+    """Make a client of the app on the test database with DIGITS_MAX_QUEUE set."""
+
+    def make(max_queue: int) -> FlaskClient:
+        config = {"REDIS_URL": redis_url, "DIGITS_CHUNK_ROWS": 40, "DIGITS_MAX_QUEUE": max_queue}
+        return create_app(config).test_client()
+
+    return make
 
 
 def assert_queue_full(response) -> None:
@@ -23,7 +32,11 @@ def assert_queue_full(response) -> None:
 
 
 def test_full_predict_queue_refuses_new_requests_until_it_drains(
-    service, published: dict, pixels: np.ndarray, redis_conn: Redis
+    bounded: Callable[[int], FlaskClient],
+    service,
+    published: dict,
+    pixels: np.ndarray,
+    redis_conn: Redis,
 ) -> None:
     client = bounded(3)
     for image in pixels[:3]:
@@ -38,7 +51,7 @@ def test_full_predict_queue_refuses_new_requests_until_it_drains(
 
 
 def test_full_batch_queue_refuses_new_batches_but_not_single_images(
-    service, published: dict, pixels: np.ndarray, tmp_path
+    bounded: Callable[[int], FlaskClient], service, published: dict, pixels: np.ndarray, tmp_path
 ) -> None:
     client = bounded(3)
     write_kaggle_csv(tmp_path / "test.csv", pixels)  # 100 rows: 3 chunks of 40
@@ -51,7 +64,9 @@ def test_full_batch_queue_refuses_new_batches_but_not_single_images(
     assert client.post("/v1/batches", data=upload, content_type="text/csv").status_code == 202
 
 
-def test_a_bound_of_zero_admits_everything(service, published: dict, pixels: np.ndarray) -> None:
+def test_a_bound_of_zero_admits_everything(
+    bounded: Callable[[int], FlaskClient], service, published: dict, pixels: np.ndarray
+) -> None:
     client = bounded(0)
     for image in pixels[:20]:
         assert client.post("/v1/jobs", json={"pixels": image.tolist()}).status_code == 202

@@ -62,8 +62,8 @@ def send(client: FlaskClient, case: Case):
 
 
 @pytest.fixture
-def limited(redis_conn: Redis) -> Flask:
-    return create_app({"REDIS_URL": "redis://127.0.0.1:6379/11", **LIMITS})
+def limited(redis_conn: Redis, redis_url: str) -> Flask:
+    return create_app({"REDIS_URL": redis_url, **LIMITS})
 
 
 def stored(redis_conn: Redis) -> set[str]:

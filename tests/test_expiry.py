@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 
 import numpy as np
+import pytest
 from flask.testing import FlaskClient
 from redis import Redis
 
@@ -51,15 +53,21 @@ def test_every_transient_key_has_a_ttl(
     assert finished and all(0 < redis_conn.ttl(key) <= kept for key in finished)
 
 
-def short_lived(**ttls: int) -> FlaskClient:
-    """A client of the app on the test database with short TTLs (seconds)."""
-    config = {"REDIS_URL": "redis://127.0.0.1:6379/11", "DIGITS_CHUNK_ROWS": 40}
-    settings = {f"DIGITS_{name.upper()}": seconds for name, seconds in ttls.items()}
-    return create_app(config | settings).test_client()
+@pytest.fixture
+def short_lived(redis_conn: Redis, redis_url: str) -> Callable[..., FlaskClient]:
+    """Make a client of the app on the test database with short TTLs (seconds)."""
+
+    def make(**ttls: int) -> FlaskClient:
+        settings = {f"DIGITS_{name.upper()}": seconds for name, seconds in ttls.items()}
+        return create_app(
+            {"REDIS_URL": redis_url, "DIGITS_CHUNK_ROWS": 40} | settings
+        ).test_client()
+
+    return make
 
 
 def test_an_expired_job_is_410_and_an_unknown_one_404(
-    service, published: dict, pixels: np.ndarray
+    short_lived: Callable[..., FlaskClient], service, published: dict, pixels: np.ndarray
 ) -> None:
     client = short_lived(result_ttl=2)
     job = client.post("/v1/jobs", json={"pixels": pixels[0].tolist()}).json
@@ -75,7 +83,9 @@ def test_an_expired_job_is_410_and_an_unknown_one_404(
         assert (response.status_code, response.json["error"]["code"]) == (404, "not_found")
 
 
-def test_an_expired_batch_is_410(service, published: dict, pixels: np.ndarray, tmp_path) -> None:
+def test_an_expired_batch_is_410(
+    short_lived: Callable[..., FlaskClient], service, published: dict, pixels: np.ndarray, tmp_path
+) -> None:
     client = short_lived(batch_ttl=2)
     upload = csv_bytes(tmp_path, pixels[:50])
     batch = client.post("/v1/batches", data=upload, content_type="text/csv").json
@@ -89,7 +99,7 @@ def test_an_expired_batch_is_410(service, published: dict, pixels: np.ndarray, t
 
 
 def test_work_nobody_waits_for_is_dropped_unrun(
-    service, published: dict, pixels: np.ndarray
+    short_lived: Callable[..., FlaskClient], service, published: dict, pixels: np.ndarray
 ) -> None:
     client = short_lived(sync_queue_ttl=1)
     accepted = client.post("/v1/predict?wait=0", json={"pixels": pixels[0].tolist()})

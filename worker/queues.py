@@ -21,8 +21,9 @@ from rq.timeouts import BaseDeathPenalty
 from rq.utils import as_text
 
 # Longest single wait on an idle predict queue: batch chunks that arrive meanwhile are
-# taken at most this late, since one blocking move can watch only one queue.
-IDLE_WAIT = 1.0
+# taken at most this late, since one blocking move can watch only one queue. An idle
+# worker so sends Redis two cheap commands per IDLE_WAIT.
+IDLE_WAIT = 0.2
 
 # KEYS: queue, its intermediate list, next queue, its list, ... in priority order.
 _CLAIM = """

@@ -19,8 +19,8 @@ from threadpoolctl import threadpool_limits
 from worker import jobs, jobstats, keys, recovery
 from worker.queues import ClaimingQueue
 
-# An idle worker wakes every WORKER_TTL - 15 s to beat; its key expires WORKER_TTL + 60 s
-# after the last beat, which is how long /readyz may count a killed worker.
+# An idle worker's RQ key expires WORKER_TTL + 60 s after its last heartbeat; /readyz stops
+# counting a killed worker sooner, when its lifeline beat stops (worker.recovery).
 WORKER_TTL = 30
 
 # Standalone heartbeats closer together than this are skipped: the worker key lives
@@ -37,15 +37,15 @@ class Worker(SimpleWorker):
     dequeue to result that was two round trips of eight (profiled: ~20% of a job's CPU).
     """
 
+    stopping = False  # set by SIGINT/SIGTERM: `run` must not start the worker over
+    max_connection_wait_time = 5.0  # longest pause between tries to reach a lost Redis
+
     def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
         """Extend the worker key's TTL, at most once per HEARTBEAT_INTERVAL outside pipelines."""
         last = self.last_heartbeat
         if pipeline is None and timeout is None and last and now() - last < HEARTBEAT_INTERVAL:
             return
         super().heartbeat(timeout, pipeline)
-
-    stopping = False  # set by SIGINT/SIGTERM: `run` must not start the worker over
-    max_connection_wait_time = 5.0  # longest pause between tries to reach a lost Redis
 
     def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
         """Mark the job started, and take it off the intermediate list it was claimed onto."""

@@ -15,6 +15,7 @@ BENCH_MODULES = [
     "scripts.bench.batch",
     "scripts.bench.scaling",
     "scripts.bench.memory",
+    "scripts.bench.chunks",
     "scripts.soak",
 ]
 

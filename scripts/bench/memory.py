@@ -17,14 +17,15 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-
-import psutil
+from typing import TYPE_CHECKING, Any
 
 from scripts.bench.batch import add_csv_options, kaggle_test_csv
 from scripts.bench.report import median, write_section
 from scripts.bench.stack import Stack, stack
 from scripts.submit import submit
+
+if TYPE_CHECKING:
+    import psutil
 
 SAMPLE_SECONDS = 0.02
 MIB = 2**20
@@ -68,6 +69,8 @@ def rss(service: Stack) -> dict[str, float]:
 
 
 def _rss(process: psutil.Process) -> float:
+    import psutil
+
     try:
         return float(process.memory_info().rss)
     except psutil.Error:

@@ -16,13 +16,16 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import psutil
 from redis import Redis
 
 from scripts.bench.service import ROOT, free_port, private_redis
 from scripts.registry import publish_file
 from scripts.serve import WEIGHTS_DIR
+
+if TYPE_CHECKING:
+    import psutil  # the `bench` extra; `digits` itself starts without it
 
 SERVED_WEIGHTS = WEIGHTS_DIR / "cnn.npz"  # the model every service benchmark serves
 ROLES = ("api", "worker", "redis")
@@ -38,6 +41,8 @@ class Stack:
 
     def processes(self) -> dict[str, list[psutil.Process]]:
         """Return the live processes of each role: api (gunicorn), worker, redis."""
+        import psutil
+
         found: dict[str, list[psutil.Process]] = {role: [] for role in ROLES}
         for process in psutil.Process(self.up.pid).children(recursive=True):
             role = _role(process)
@@ -53,6 +58,8 @@ class Stack:
 
     def cpu_seconds(self) -> dict[str, float]:
         """Return the CPU time (user + system) used so far by each role's live processes."""
+        import psutil
+
         totals = dict.fromkeys(ROLES, 0.0)
         for role, processes in self.processes().items():
             for process in processes:
@@ -65,6 +72,8 @@ class Stack:
 
 
 def _role(process: psutil.Process) -> str | None:
+    import psutil
+
     try:
         command = " ".join(process.cmdline())
     except psutil.Error:
