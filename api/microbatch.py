@@ -153,9 +153,11 @@ class GroupQueue:
         ttl = self.services.config["DIGITS_RESULT_TTL"]
         if group_id is not None and groups.join(self.services.redis, group_id, members, ttl):
             return
-        dispatch.submit_group(self.services, members)
+        # Named before it is queued, so requests that come meanwhile can join it; a join that
+        # runs before it exists (or after a failed submit) finds no open group and goes alone.
         with self._lock:
             self._waiting = (members[0][0], images)
+        dispatch.submit_group(self.services, members)
 
     def _reserve(self, images: int) -> str | None:
         """Count `images` into the waiting group and return its id, if it has room."""

@@ -61,7 +61,10 @@ def run(args: argparse.Namespace) -> int:
             train = time_training(arch, x_train, y_train, args.runs, args.steps)
             infer = time_inference(net, x_test, args.runs)
             rows.append((arch, train, infer))
-    write_section("model", "Model: NumPy vs PyTorch CPU", table(rows, args, torch.__version__))
+    name, title = "model", "Model: NumPy vs PyTorch CPU"
+    if args.threads != 1:  # a separate section: the one-thread numbers stay
+        name, title = f"model-{args.threads}-threads", f"{title}, {args.threads} threads"
+    write_section(name, title, table(rows, args, torch.__version__))
     return 0
 
 
