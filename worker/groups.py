@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -74,7 +75,7 @@ def join(connection: Redis, group_id: str, members: Members, ttl: int) -> bool:
         *(keys.job_group(job_id) for job_id, _ in members),
     ]
     args: list[bytes | str | int] = [_pixels(members), ttl, group_id, *_entries(members)]
-    return bool(connection.eval(_JOIN, len(script_keys), *script_keys, *args) == 1)
+    return bool(_run(connection, _JOIN, script_keys, args) == 1)
 
 
 def claim(connection: Redis, group_id: str) -> Claimed:
@@ -85,7 +86,7 @@ def claim(connection: Redis, group_id: str) -> Claimed:
         keys.group_members(group_id),
         keys.MODELS_CURRENT,
     ]
-    pixels, entries, current = connection.eval(_CLAIM, len(script_keys), *script_keys)
+    pixels, entries, current = _run(connection, _CLAIM, script_keys, [])
     if pixels is None or not entries:
         raise LookupError(f"job {group_id}: its pixels expired or were deleted")
     members = [_member(codec.text(entry)) for entry in entries]
@@ -108,6 +109,11 @@ def member_ids(connection: Redis, group_id: str) -> list[str]:
 def delete(pipe: Pipeline, group_id: str) -> None:
     """Queue on `pipe` the removal of a group's input, once every member has its answer."""
     pipe.delete(keys.job_pixels(group_id), keys.group_members(group_id))
+
+
+def _run(connection: Redis, script: str, script_keys: list[str], args: list[Any]) -> Any:
+    """Run a script by its hash (EVALSHA), loading it once: every sync request runs one."""
+    return connection.register_script(script)(keys=script_keys, args=args, client=connection)
 
 
 def _pixels(members: Members) -> bytes:

@@ -16,6 +16,7 @@ BENCH_MODULES = [
     "scripts.bench.scaling",
     "scripts.bench.memory",
     "scripts.bench.chunks",
+    "scripts.bench.profile",
     "scripts.soak",
 ]
 

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 from redis import Redis
 
@@ -33,11 +33,19 @@ ROLES = ("api", "worker", "redis")
 
 @dataclass(frozen=True)
 class Stack:
-    """A running service: its URL, its Redis, and the `digits up` process that owns it."""
+    """A running service: its URL, its Redis, the `digits up` process that owns it, its log."""
 
     url: str
     redis_url: str
     up: subprocess.Popen[str]
+    log: IO[str]
+
+    def log_lines(self) -> list[str]:
+        """Return what the service has logged so far."""
+        # pread: the service's processes write through the same file offset, leave it be.
+        descriptor = self.log.fileno()
+        size = os.fstat(descriptor).st_size
+        return os.pread(descriptor, size, 0).decode(errors="replace").splitlines()
 
     def processes(self) -> dict[str, list[psutil.Process]]:
         """Return the live processes of each role: api (gunicorn), worker, redis."""
@@ -108,7 +116,7 @@ def stack(
             if "serving on" not in line:
                 log.seek(0)
                 raise SystemExit(f"digits up did not start: {line!r}\n{log.read()[-2000:]}")
-            yield Stack(url=f"http://127.0.0.1:{port}", redis_url=redis_url, up=up)
+            yield Stack(url=f"http://127.0.0.1:{port}", redis_url=redis_url, up=up, log=log)
         finally:
             up.send_signal(signal.SIGTERM)
             up.wait(timeout=60)
