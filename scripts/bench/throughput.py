@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from redis import Redis
 
 from scripts.bench.report import median, write_section
 from scripts.bench.service import ROOT, test_pixels
@@ -51,6 +52,33 @@ class Load:
     p99: float  # ms
     errors: int  # socket errors and answers other than 200
     cpu: dict[str, float]  # CPU ms per request, per role
+    per_job: float  # requests answered per RQ job
+
+
+@dataclass(frozen=True)
+class HotPath:
+    """What the workers did across all runs: forks, restarts, model loads."""
+
+    workers: int
+    restarted: bool  # a worker PID changed
+    children: int  # processes the workers had started (a forking worker has one per job)
+    model_loads: int  # "model ... loaded" log lines (one per worker start)
+
+    def describe(self) -> str:
+        """Say it in one sentence."""
+        same = "changed PIDs" if self.restarted else "the same PIDs before and after"
+        return (
+            f"{self.workers} worker processes, {same}, {self.children} child processes "
+            f"(no fork per job), {self.model_loads} model loads (one per worker, at start)"
+        )
+
+
+@dataclass(frozen=True)
+class Measured:
+    """A service's timed runs and its workers' hot-path check."""
+
+    runs: list[Load]
+    hot_path: HotPath
 
 
 def register(subparsers: Any) -> None:
@@ -78,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
 
 def measure(
     variants: Mapping[str, Mapping[str, str]], args: argparse.Namespace
-) -> dict[str, list[Load]]:
+) -> dict[str, Measured]:
     """Start one service per variant, then time them in turns; return the runs by variant."""
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install wrk)")
@@ -91,10 +119,36 @@ def measure(
         }
         for service in running.values():
             wrk(service.url, bodies, args.connections, WARM_UP)
+        workers = {name: worker_pids(service) for name, service in running.items()}
         for _ in range(args.runs):
             for name, service in running.items():
                 results[name].append(timed_load(service, bodies, args))
-    return results
+        return {
+            name: Measured(results[name], hot_path(service, workers[name]))
+            for name, service in running.items()
+        }
+
+
+def worker_pids(service: Stack) -> set[int]:
+    """Return the PIDs of the service's worker processes."""
+    return {process.pid for process in service.processes()["worker"]}
+
+
+def hot_path(service: Stack, pids_before: set[int]) -> HotPath:
+    """Check the workers after the runs: same processes, no children, one model load each."""
+    workers = service.processes()["worker"]
+    loads = [line for line in service.log_lines() if "model " in line and " loaded" in line]
+    return HotPath(
+        workers=len(workers),
+        restarted={process.pid for process in workers} != pids_before,
+        children=sum(len(process.children(recursive=True)) for process in workers),
+        model_loads=len(loads),
+    )
+
+
+def rq_jobs(service: Stack) -> int:
+    """Count the RQ jobs the service has made (their records outlive the runs)."""
+    return sum(1 for _ in Redis.from_url(service.redis_url).scan_iter("rq:job:*", count=1000))
 
 
 def write_bodies(path: Path) -> Path:
@@ -106,9 +160,9 @@ def write_bodies(path: Path) -> Path:
 
 def timed_load(service: Stack, bodies: Path, args: argparse.Namespace) -> Load:
     """Run wrk once against `service`, with the CPU each of its roles used per request."""
-    before = service.cpu_seconds()
+    before, jobs_before = service.cpu_seconds(), rq_jobs(service)
     report = wrk(service.url, bodies, args.connections, args.duration)
-    after = service.cpu_seconds()
+    after, jobs = service.cpu_seconds(), rq_jobs(service) - jobs_before
     seconds = report["duration_us"] / 1e6
     answered = report["requests"] - report["not_ok"]
     requests = max(report["requests"], 1)
@@ -118,6 +172,7 @@ def timed_load(service: Stack, bodies: Path, args: argparse.Namespace) -> Load:
         p99=report["p99_us"] / 1e3,
         errors=report["not_ok"] + sum(report[kind] for kind in SOCKET_ERRORS),
         cpu={role: (after[role] - before[role]) / requests * 1e3 for role in ROLES},
+        per_job=answered / max(jobs, 1),
     )
 
 
@@ -137,6 +192,7 @@ def summary(runs: list[Load]) -> dict[str, float]:
         "p50": median([load.p50 for load in runs]),
         "p99": median([load.p99 for load in runs]),
         "errors": float(sum(load.errors for load in runs)),
+        "per_job": median([load.per_job for load in runs]),
         **{role: median([load.cpu[role] for load in runs]) for role in ROLES},
     }
 
