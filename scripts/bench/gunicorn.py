@@ -13,7 +13,7 @@ from typing import Any
 
 from scripts.bench.report import write_section
 from scripts.bench.stack import ROLES
-from scripts.bench.throughput import Load, add_load_options, measure, summary
+from scripts.bench.throughput import Measured, add_load_options, measure, summary
 
 # label -> settings of `digits api` (DIGITS_API_*), over the defaults.
 SETTINGS = {
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def table(results: dict[str, list[Load]]) -> str:
+def table(results: dict[str, Measured]) -> str:
     """One row per setting: medians, and the API's CPU per request."""
     lines = [
         "With keep-alive a client stays with the process that accepted it, and gthread "
@@ -59,8 +59,8 @@ def table(results: dict[str, list[Load]]) -> str:
         "workers / Redis |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
-    for label, runs in results.items():
-        medians = summary(runs)
+    for label, measured in results.items():
+        medians = summary(measured.runs)
         cpu = " / ".join(f"{medians[role]:.2f}" for role in ROLES)
         lines.append(
             f"| {label} | {medians['rate']:,.0f} | {medians['p50']:.1f} ms | "

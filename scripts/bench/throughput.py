@@ -61,15 +61,16 @@ class HotPath:
 
     workers: int
     restarted: bool  # a worker PID changed
-    children: int  # processes the workers had started (a forking worker has one per job)
+    children_cpu: float  # seconds of CPU in the workers' ended children (a fork per job adds up)
     model_loads: int  # "model ... loaded" log lines (one per worker start)
 
     def describe(self) -> str:
         """Say it in one sentence."""
         same = "changed PIDs" if self.restarted else "the same PIDs before and after"
         return (
-            f"{self.workers} worker processes, {same}, {self.children} child processes "
-            f"(no fork per job), {self.model_loads} model loads (one per worker, at start)"
+            f"{self.workers} worker processes, {same}; CPU time of their child processes: "
+            f"{self.children_cpu:.2f} s (no fork per job); {self.model_loads} model loads "
+            "(one per worker, at start)"
         )
 
 
@@ -141,7 +142,10 @@ def hot_path(service: Stack, pids_before: set[int]) -> HotPath:
     return HotPath(
         workers=len(workers),
         restarted={process.pid for process in workers} != pids_before,
-        children=sum(len(process.children(recursive=True)) for process in workers),
+        children_cpu=sum(
+            process.cpu_times().children_user + process.cpu_times().children_system
+            for process in workers
+        ),
         model_loads=len(loads),
     )
 
@@ -197,10 +201,10 @@ def summary(runs: list[Load]) -> dict[str, float]:
     }
 
 
-def table(args: argparse.Namespace, results: dict[str, list[Load]]) -> str:
-    """Format the two services' medians, the ratio, and the verdicts."""
+def table(args: argparse.Namespace, results: dict[str, Measured]) -> str:
+    """Format the two services' medians, the ratio, the verdict and the hot-path checks."""
     (batched_name, batched), (reference_name, reference) = (
-        (name, summary(runs)) for name, runs in results.items()
+        (name, summary(measured.runs)) for name, measured in results.items()
     )
     ratio = batched["rate"] / reference["rate"]
     met = batched["rate"] >= TARGET_RATE and batched["p99"] <= TARGET_P99 and batched["errors"] == 0
@@ -212,15 +216,19 @@ def table(args: argparse.Namespace, results: dict[str, list[Load]]) -> str:
         f"`digits up --workers {args.workers}` on its own redis-server, model: cnn. "
         f"Load average at the end: {load} (the machine is shared).",
         "",
-        "| service | predictions/s | p50 | p99 | errors | CPU ms per request: API / "
-        "workers / Redis | runs (predictions/s) |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
-        row(batched_name, batched, results[batched_name]),
-        row(reference_name, reference, results[reference_name]),
+        "| service | predictions/s | p50 | p99 | errors | requests per RQ job | CPU ms per "
+        "request: API / workers / Redis | runs (predictions/s) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        row(batched_name, batched, results[batched_name].runs),
+        row(reference_name, reference, results[reference_name].runs),
         "",
         f"Micro-batching serves **{ratio:.1f}x** the predictions per second of one image per "
         f"job. Target: >= {TARGET_RATE:,} predictions/s with p99 <= {TARGET_P99:.0f} ms and "
         f"zero errors: **{'met' if met else 'MISSED'}**.",
+        "",
+        "Worker hot path, checked over all runs:",
+        "",
+        *(f"- {name}: {measured.hot_path.describe()}." for name, measured in results.items()),
     ]
     return "\n".join(lines)
 
@@ -230,5 +238,6 @@ def row(name: str, medians: dict[str, float], runs: list[Load]) -> str:
     rates = ", ".join(f"{load.rate:.0f}" for load in runs)
     return (
         f"| {name} | {medians['rate']:,.0f} | {medians['p50']:.1f} ms | "
-        f"{medians['p99']:.1f} ms | {medians['errors']:.0f} | {cpu} | {rates} |"
+        f"{medians['p99']:.1f} ms | {medians['errors']:.0f} | {medians['per_job']:.1f} | "
+        f"{cpu} | {rates} |"
     )
