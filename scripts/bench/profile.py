@@ -109,6 +109,8 @@ def charge(role: str, paths: list[Path]) -> Counter[str]:
     for path in paths:
         for line in path.read_text().splitlines():
             frames, _, count = line.rpartition(" ")
+            if not count.isdigit():
+                continue  # py-spy's occasional empty sample
             if role == "worker" and "BaseWorker.work" not in frames:
                 continue  # the worker's helper threads (heartbeats) are not on the job path
             totals[category(role, frames)] += int(count)

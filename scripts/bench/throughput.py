@@ -26,6 +26,7 @@ from typing import Any
 
 import orjson
 from redis import Redis
+from rq import Worker
 
 from scripts.bench.report import median, write_section
 from scripts.bench.service import ROOT, test_pixels
@@ -151,8 +152,9 @@ def hot_path(service: Stack, pids_before: set[int]) -> HotPath:
 
 
 def rq_jobs(service: Stack) -> int:
-    """Count the RQ jobs the service has made (their records outlive the runs)."""
-    return sum(1 for _ in Redis.from_url(service.redis_url).scan_iter("rq:job:*", count=1000))
+    """Count the jobs the service's workers have run so far (RQ's own counters)."""
+    workers = Worker.all(connection=Redis.from_url(service.redis_url))
+    return sum(worker.successful_job_count + worker.failed_job_count for worker in workers)
 
 
 def write_bodies(path: Path) -> Path:
