@@ -125,11 +125,14 @@ def api_command(args: argparse.Namespace) -> int:
         "api:create_app()",
     ]
     metrics_dir.prepare(os.environ)  # before exec: gunicorn's processes inherit it
-    # glibc raises its mmap threshold each time a big block is freed, so later big blocks
-    # come from heaps it keeps: each 28,000-row upload (a ~50 MB body, ~22 MB of pixels)
-    # grew the API for good (+100 MB over 8 uploads, measured). Pinned at glibc's initial
-    # 128 KiB, big blocks go back to the system when freed (the API then stays at its size).
-    os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", str(128 * 1024))
+    # A 28,000-row upload is a ~50 MB body and ~22 MB of pixels. By default glibc raises its
+    # mmap threshold when such a block is freed and keeps later ones in one heap per thread:
+    # the API kept ~140 MB more after a few uploads and peaked over 400 MB (measured). Blocks
+    # of 4 MiB and more mapped (freed for good), and two heaps for all threads: it stays at
+    # its idle size, peaks ~290 MB. (A 128 KiB threshold also held it, but cost 0.5 s per
+    # upload in page faults.)
+    os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", str(4 << 20))
+    os.environ.setdefault("MALLOC_ARENA_MAX", "2")
     os.execv(sys.executable, command)
 
 
