@@ -9,7 +9,7 @@ import numpy as np
 from flask import Blueprint, Response, request, url_for
 from numpy.typing import NDArray
 
-from api import access, dispatch, ids
+from api import access, dispatch, ids, upload
 from api.errors import ApiError
 from api.services import services
 from model.kaggle_csv import CSVFormatError, read_kaggle_csv
@@ -84,15 +84,8 @@ def submission(batch_id: str) -> Response:
 
 
 def _upload() -> bytes:
-    if request.mimetype == "multipart/form-data":
-        upload = request.files.get("file")
-        if upload is None:
-            raise ApiError(400, "missing_file", "the multipart body has no field named 'file'")
-        return upload.read()
-    if request.mimetype in CSV_TYPES:
-        return request.get_data(cache=False)
-    raise ApiError(
-        415, "unsupported_media_type", "send the CSV as text/csv or as multipart field 'file'"
+    return upload.read(
+        request.mimetype in CSV_TYPES, "send the CSV as text/csv or as multipart field 'file'"
     )
 
 

@@ -8,11 +8,10 @@ import numpy as np
 from flask import Blueprint, Response, current_app, request
 from numpy.typing import NDArray
 
-from api import errors, jobs, microbatch, payload
+from api import jobs, upload
 from api.errors import ApiError
 from api.preprocess import ImageError, preprocess
 from api.services import services
-from worker import results
 
 RAW_TYPES = {"application/octet-stream"}  # besides image/*: what curl --data-binary may send
 
@@ -28,35 +27,15 @@ def page() -> Response:
 @bp.post("/v1/predict/image")
 def predict_image() -> Any:
     """Label one picture of a digit, answering like /v1/predict plus the 28x28 pixels seen."""
-    found = services()
-    wait = payload.parse_wait(
-        request.args.get("wait"), found.config["DIGITS_WAIT"], found.config["DIGITS_MAX_WAIT"]
-    )
     pixels = _pixels(_upload())
-    # Queued and awaited exactly as `jobs.predict` does, so pictures share its micro-batches.
-    with microbatch.batcher().submit(pixels.reshape(1, -1)) as job_id:
-        result = results.wait(found.redis, job_id, wait)
-    if result is None:
-        body, status, headers = jobs._accepted(job_id)
-        return {**body, "pixels": pixels.tolist()}, status, headers
-    if result.error is not None:
-        raise errors.job_failure(result.error)
-    return {**jobs._finished(job_id, result), "pixels": pixels.tolist()}
+    body, status, headers = jobs.answer(services(), pixels.reshape(1, -1))
+    return {**body, "pixels": pixels.tolist()}, status, headers
 
 
 def _upload() -> bytes:
-    if request.mimetype == "multipart/form-data":
-        upload = request.files.get("file")
-        if upload is None:
-            raise ApiError(400, "missing_file", "the multipart body has no field named 'file'")
-        return upload.read()
-    if request.mimetype.startswith("image/") or request.mimetype in RAW_TYPES:
-        return request.get_data(cache=False)
-    raise ApiError(
-        415,
-        "unsupported_media_type",
-        "send the picture as multipart field 'file' or as an image/* request body",
-    )
+    raw = request.mimetype.startswith("image/") or request.mimetype in RAW_TYPES
+    expected = "send the picture as multipart field 'file' or as an image/* request body"
+    return upload.read(raw, expected)
 
 
 def _pixels(data: bytes) -> NDArray[np.uint8]:

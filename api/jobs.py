@@ -19,6 +19,7 @@ from worker import codec, keys, results
 bp = Blueprint("jobs", __name__, url_prefix="/v1")
 
 QUEUED = {JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED, JobStatus.CREATED}
+Answer = tuple[dict[str, Any], int, dict[str, str]]  # body, status, headers
 DROPPED = "dropped unrun: no worker took it before its queue TTL ran out (the service was busy)"
 
 
@@ -26,16 +27,24 @@ DROPPED = "dropped unrun: no worker took it before its queue TTL ran out (the se
 def predict() -> Any:
     """Label the images, waiting up to ?wait= seconds; 202 with a status URL after that."""
     found = services()
+    return answer(found, _images(found))
+
+
+def answer(found: Services, pixels: NDArray[np.uint8]) -> Answer:
+    """Queue pixels `(n, 784)` in a micro-batch and wait up to ?wait= seconds for their labels.
+
+    Returns the finished job (200) or, when the wait runs out, its status URL (202).
+    """
     wait = payload.parse_wait(
         request.args.get("wait"), found.config["DIGITS_WAIT"], found.config["DIGITS_MAX_WAIT"]
     )
-    with microbatch.batcher().submit(_images(found)) as job_id:
+    with microbatch.batcher().submit(pixels) as job_id:
         result = results.wait(found.redis, job_id, wait)
     if result is None:
         return _accepted(job_id)
     if result.error is not None:
         raise errors.job_failure(result.error)
-    return _finished(job_id, result)
+    return _finished(job_id, result), 200, {}
 
 
 @bp.post("/jobs")
@@ -67,7 +76,7 @@ def _images(found: Services) -> NDArray[np.uint8]:
     return pixels
 
 
-def _accepted(job_id: str) -> tuple[dict[str, Any], int, dict[str, str]]:
+def _accepted(job_id: str) -> Answer:
     access.note(job_id=job_id)
     status_url = url_for("jobs.job_status", job_id=job_id)
     return (
