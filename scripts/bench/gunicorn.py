@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         label: {f"DIGITS_API_{name}": value for name, value in settings.items()}
         for label, settings in SETTINGS.items()
     }
-    results = measure(variants, args)
+    results = measure(variants, args).services
     write_section("gunicorn", "API server: gunicorn settings at 32 connections", table(results))
     return 0
 

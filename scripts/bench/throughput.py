@@ -4,7 +4,9 @@
 
 Two private services side by side (each its own redis-server and `digits up`), measured
 in turns so machine noise hits both: the shipped configuration (micro-batching on), and the
-reference with `DIGITS_MAX_BATCH=1`, one image per RQ job. The load is `wrk` running
+reference with `DIGITS_MAX_BATCH=1`, one image per RQ job. Between them, in the same turns,
+stock RQ runs no-op jobs one after another (scripts/bench/stock_rq.py): the ceiling of one
+image per job with RQ as shipped, HTTP and model left out. The load is `wrk` running
 scripts/bench/wrk/predict.lua: each connection POSTs `{"pixels": [...]}` for MNIST test
 images in turn and waits for the answer. Errors are socket errors plus every answer other
 than 200 (a 202 is a prediction that did not arrive within the wait).
@@ -31,12 +33,14 @@ from rq import Worker
 from scripts.bench.report import median, write_section
 from scripts.bench.service import ROOT, test_pixels
 from scripts.bench.stack import ROLES, Stack, stack
+from scripts.bench.stock_rq import Sequential, run_jobs, stock_rq
 
 LUA = ROOT / "scripts" / "bench" / "wrk" / "predict.lua"
 IMAGES = 1_000  # distinct request bodies the connections cycle through
 WARM_UP = 3  # seconds of load before the first timed run of each service
 TARGET_RATE, TARGET_P99 = 1_000, 100.0  # predictions/s and ms at 32 connections
 SOCKET_ERRORS = ("connect", "read", "write", "timeout")
+STOCK_JOBS = 500  # no-op jobs per stock RQ run
 
 VARIANTS = {
     "micro-batching (shipped settings)": {},
@@ -83,6 +87,14 @@ class Measured:
     hot_path: HotPath
 
 
+@dataclass(frozen=True)
+class Results:
+    """Every service's runs, and stock RQ's, taken in the same turns."""
+
+    services: dict[str, Measured]
+    stock: list[Sequential]
+
+
 def register(subparsers: Any) -> None:
     """Add `digits bench throughput`."""
     parser = subparsers.add_parser("throughput", help="32 connections: batched vs one per job")
@@ -100,16 +112,19 @@ def add_load_options(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Measure both services and write the `throughput` section of BENCHMARKS.md."""
-    results = measure(VARIANTS, args)
+    results = measure(VARIANTS, args, stock_jobs=STOCK_JOBS)
     body = table(args, results)
     write_section("throughput", "Throughput: single images at 32 connections", body)
     return 0
 
 
 def measure(
-    variants: Mapping[str, Mapping[str, str]], args: argparse.Namespace
-) -> dict[str, Measured]:
-    """Start one service per variant, then time them in turns; return the runs by variant."""
+    variants: Mapping[str, Mapping[str, str]], args: argparse.Namespace, stock_jobs: int = 0
+) -> Results:
+    """Start one service per variant, then time them in turns.
+
+    With `stock_jobs`, stock RQ runs that many no-op jobs in every turn too.
+    """
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install wrk)")
     results: dict[str, list[Load]] = {name: [] for name in variants}
@@ -119,16 +134,21 @@ def measure(
             name: stacks.enter_context(stack(args.workers, settings))
             for name, settings in variants.items()
         }
+        stock_queue = stacks.enter_context(stock_rq()) if stock_jobs else None
         for service in running.values():
             wrk(service.url, bodies, args.connections, WARM_UP)
         workers = {name: worker_pids(service) for name, service in running.items()}
+        stock = []
         for _ in range(args.runs):
             for name, service in running.items():
                 results[name].append(timed_load(service, bodies, args))
-        return {
+            if stock_queue is not None:
+                stock.append(run_jobs(stock_queue, stock_jobs))
+        services = {
             name: Measured(results[name], hot_path(service, workers[name]))
             for name, service in running.items()
         }
+        return Results(services, stock)
 
 
 def worker_pids(service: Stack) -> set[int]:
@@ -203,18 +223,21 @@ def summary(runs: list[Load]) -> dict[str, float]:
     }
 
 
-def table(args: argparse.Namespace, results: dict[str, Measured]) -> str:
-    """Format the two services' medians, the ratio, the verdict and the hot-path checks."""
+def table(args: argparse.Namespace, found: Results) -> str:
+    """Format the medians, the ratios, the verdict and the hot-path checks."""
+    results = found.services
     (batched_name, batched), (reference_name, reference) = (
         (name, summary(measured.runs)) for name, measured in results.items()
     )
     ratio = batched["rate"] / reference["rate"]
+    stock_rate = median([run.rate for run in found.stock])
     met = batched["rate"] >= TARGET_RATE and batched["p99"] <= TARGET_P99 and batched["errors"] == 0
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     lines = [
         f"`wrk -t2 -c{args.connections} -d{args.duration}s` with "
         "`scripts/bench/wrk/predict.lua` (one image per request, 1,000 MNIST test images in "
-        f"turn), {args.runs} runs per service, the two services in turns. Each service: "
+        f"turn), {args.runs} runs per service, the two services and stock RQ in turns. Each "
+        "service: "
         f"`digits up --workers {args.workers}` on its own redis-server, model: cnn. "
         f"Load average at the end: {load} (the machine is shared).",
         "",
@@ -223,16 +246,32 @@ def table(args: argparse.Namespace, results: dict[str, Measured]) -> str:
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
         row(batched_name, batched, results[batched_name].runs),
         row(reference_name, reference, results[reference_name].runs),
+        stock_row(found.stock),
         "",
         f"Micro-batching serves **{ratio:.1f}x** the predictions per second of one image per "
-        f"job. Target: >= {TARGET_RATE:,} predictions/s with p99 <= {TARGET_P99:.0f} ms and "
-        f"zero errors: **{'met' if met else 'MISSED'}**.",
+        f"job through the same service, and **{batched['rate'] / stock_rate:.1f}x** the jobs "
+        "per second of stock RQ running no-op jobs one at a time (one `SimpleWorker`, RQ's "
+        f"blocking result read, {STOCK_JOBS} jobs per run, no HTTP, no model). "
+        f"Target: >= {TARGET_RATE:,} predictions/s with p99 <= {TARGET_P99:.0f} ms and zero "
+        f"errors: **{'met' if met else 'MISSED'}**.",
         "",
         "Worker hot path, checked over all runs:",
         "",
         *(f"- {name}: {measured.hot_path.describe()}." for name, measured in results.items()),
     ]
     return "\n".join(lines)
+
+
+def stock_row(runs: list[Sequential]) -> str:
+    """Stock RQ's medians in the services' columns; it has no HTTP and no CPU split."""
+    rate, p50, p99 = (
+        median([getattr(run, name) for run in runs]) for name in ("rate", "p50", "p99")
+    )
+    rates = ", ".join(f"{run.rate:.0f}" for run in runs)
+    return (
+        f"| reference: stock RQ, no-op job, 1 SimpleWorker, 1 client, no HTTP | {rate:,.0f} | "
+        f"{p50:.1f} ms | {p99:.1f} ms | 0 | 1.0 | - | {rates} |"
+    )
 
 
 def row(name: str, medians: dict[str, float], runs: list[Load]) -> str:
