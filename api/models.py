@@ -16,11 +16,13 @@ bp = Blueprint("models", __name__, url_prefix="/v1")
 
 @bp.get("/models")
 def list_models() -> Any:
-    """List published models, newest first, and say which is current."""
+    """List published models, newest first: which is current, which a worker refused."""
     redis = services().redis
     current = registry.current(redis)
+    refused = registry.refusals(redis)
     models = [
-        asdict(record) | {"current": record.version == current}
+        asdict(record)
+        | {"current": record.version == current, "refused": refused.get(record.version)}
         for record in registry.records(redis)
     ]
     return {"current": current, "models": models}

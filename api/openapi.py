@@ -297,8 +297,19 @@ def _schemas(config: Any) -> dict[str, Any]:
                 "published_at": {"type": "string", "format": "date-time"},
                 "size": {"type": "integer", "minimum": 0},
                 "current": {"type": "boolean"},
+                "refused": {
+                    **_object(
+                        {
+                            "error": {"type": "string"},
+                            "at": {"type": "string", "format": "date-time"},
+                        },
+                        ["error", "at"],
+                    ),
+                    "nullable": True,
+                    "description": "why a worker would not load it (it kept its model)",
+                },
             },
-            ["version", "metadata", "published_at", "size", "current"],
+            ["version", "metadata", "published_at", "size", "current", "refused"],
         ),
         "Models": _object(
             {

@@ -82,10 +82,14 @@ def models_command(args: argparse.Namespace) -> int:
     """Run `digits models`."""
     connection = Redis.from_url(args.redis_url)
     current = registry.current(connection)
+    refused = registry.refusals(connection)
     for record in registry.records(connection):
         mark = "*" if record.version == current else " "
         architecture = record.metadata.get("architecture", {}).get("name", "?")
-        print(f"{mark} {record.version}  {record.published_at}  {architecture}  {record.size} B")
+        line = f"{mark} {record.version}  {record.published_at}  {architecture}  {record.size} B"
+        if record.version in refused:
+            line += f"  REFUSED by a worker at {refused[record.version]['at']}"
+        print(line)
     return 0
 
 

@@ -122,6 +122,8 @@ def api_command(args: argparse.Namespace) -> int:
         str(args.keep_alive),
         "--graceful-timeout",
         "10",
+        "--logger-class",
+        "scripts.gunicorn_logging.JsonLogger",
         "api:create_app()",
     ]
     metrics_dir.prepare(os.environ)  # before exec: gunicorn's processes inherit it

@@ -90,7 +90,9 @@ def test_a_worker_keeps_its_model_when_the_current_one_does_not_load(
     bad: dict[str, bytes],
     pixels: np.ndarray,
     redis_conn: Redis,
+    redis_url: str,
     caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     def predict() -> dict:
         response = service.while_working(
@@ -112,6 +114,19 @@ def test_a_worker_keeps_its_model_when_the_current_one_does_not_load(
     redis_conn.set(keys.MODELS_CURRENT, published["b"])
     assert predict()["model_version"] == published["a"]
     assert published["b"] in jobs.CACHE.refused
+    listed = {model["version"]: model for model in client.get("/v1/models").json["models"]}
+    assert listed[published["a"]]["refused"] is None
+    refusal = listed[published["b"]]["refused"]
+    assert refusal["error"] == (
+        f"still serving model {published['a']}: "
+        f"stored weights of model {published['b']} do not match their hash"
+    )
+    assert refusal["at"].endswith("+00:00")
+    capsys.readouterr()
+    assert main(["models", "--redis-url", redis_url]) == 0
+    lines = {line[2:].split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert lines[published["b"]].endswith(f"REFUSED by a worker at {refusal['at']}")
+    assert "REFUSED" not in lines[published["a"]]
 
 
 def test_a_new_worker_with_no_loadable_model_answers_503_until_one_is_activated(

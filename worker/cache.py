@@ -49,6 +49,7 @@ class ModelCache:
             kept = f"still serving model {self.version}" if self.version else "no model to serve"
             log.error("model %s refused, %s: %s", version, kept, error)
             self.refused.add(version)
+            registry.refuse(connection, version, f"{kept}: {error}")  # GET /v1/models shows it
             return
         self.network, self.version = network, version
         log.info("model %s loaded", version)

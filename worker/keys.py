@@ -11,6 +11,7 @@ BATCH_QUEUE = "digits-batch"
 # Model registry: persistent, no TTL.
 MODELS_META = PREFIX + "models:meta"  # hash version -> JSON record
 MODELS_CURRENT = PREFIX + "models:current"  # string: the version workers must use
+MODELS_REFUSED = PREFIX + "models:refused"  # hash version -> JSON: why a worker would not load it
 
 # Worker liveness (worker.recovery).
 WORKER_BEATS = PREFIX + "workers:beats"  # sorted set: worker name -> Redis time of its last beat

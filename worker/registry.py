@@ -78,6 +78,18 @@ def weights(connection: Redis, version: str) -> bytes:
     return codec.raw(data)
 
 
+def refuse(connection: Redis, version: str, error: str) -> None:
+    """Record that a worker would not load `version`, and why (the latest refusal wins)."""
+    record = {"error": error, "at": now()}
+    connection.hset(keys.MODELS_REFUSED, version, orjson.dumps(record))
+
+
+def refusals(connection: Redis) -> dict[str, dict[str, str]]:
+    """Return why each refused version was refused: {version: {"error", "at"}}."""
+    raw = connection.hgetall(keys.MODELS_REFUSED)
+    return {codec.text(version): orjson.loads(record) for version, record in raw.items()}
+
+
 def current(connection: Redis) -> str | None:
     """Return the version workers must use, or None before any activation."""
     value = connection.get(keys.MODELS_CURRENT)
