@@ -6,11 +6,14 @@ are output pixels, `patches @ W + b`, the same shape of computation as `Dense`.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import NDArray
+
+from model import parallel
 
 Array = NDArray[np.float32]
 
@@ -50,6 +53,14 @@ def column_sums(X: Array) -> Array:
     reduces a tall array along its strided axis.
     """
     return np.ones(len(X), X.dtype) @ X
+
+
+def sum_of(arrays: Iterable[Array]) -> Array:
+    """Add up the partial results of the parts of a batch (model.parallel)."""
+    total, *rest = arrays
+    for array in rest:
+        total += array
+    return total
 
 
 def he_normal(rng: np.random.Generator | None, shape: tuple[int, ...], fan_in: int) -> Array:
@@ -285,34 +296,55 @@ class Conv2D(Layer):
         if p:
             X = np.pad(X, ((0, 0), (p, p), (p, p), (0, 0)))
         self.in_shape = X.shape
-        # One sequential copy of a strided view; assigning 25 shifted slices into the
-        # patch buffer instead is ~5x slower, each pass scattering across the whole buffer.
-        windows = sliding_window_view(X, (k, k), axis=(1, 2))  # (n, ho, wo, c_in, k, k)
-        patches = np.ascontiguousarray(windows.transpose(0, 1, 2, 4, 5, 3))
-        ho, wo = patches.shape[1:3]
-        patches = patches.reshape(n * ho * wo, k * k * c)  # (n * ho * wo, k * k * c_in)
-        self.patches = patches if training else None
-        Y = patches @ self.params["W"]  # (n * ho * wo, c_out)
-        Y += self.params["b"]
-        return Y.reshape(n, ho, wo, -1)
+        W, b = self.params["W"], self.params["b"]
+        ho, wo = X.shape[1] - k + 1, X.shape[2] - k + 1
+        dtype = np.result_type(X, W)
+        Y = np.empty((n, ho, wo, W.shape[1]), dtype)  # (n, ho, wo, c_out)
+        patches = np.empty((n, ho, wo, k, k, c), X.dtype) if training else None
+
+        def part(rows: slice) -> None:
+            # One sequential copy of a strided view; assigning 25 shifted slices into the
+            # patch buffer instead is ~5x slower, each pass scattering across the whole buffer.
+            windows = sliding_window_view(X[rows], (k, k), axis=(1, 2))  # (m, ho, wo, c, k, k)
+            view = windows.transpose(0, 1, 2, 4, 5, 3)  # (m, ho, wo, k, k, c_in)
+            own = patches[rows] if patches is not None else np.empty(view.shape, X.dtype)
+            np.copyto(own, view)
+            out = Y[rows].reshape(-1, W.shape[1])  # (m * ho * wo, c_out), a view of Y
+            np.matmul(own.reshape(len(out), k * k * c), W, out=out)
+            out += b
+
+        parallel.over_batch(n, part)
+        self.patches = patches
+        return Y
 
     def backward(self, dY: Array) -> Array:
         assert self.patches is not None, "backward needs a training forward first"
+        patches, self.patches = self.patches, None  # the largest array of the step
         n, ho, wo, c_out = dY.shape
-        dY2 = dY.reshape(-1, c_out)  # (n * ho * wo, c_out)
-        self.grads = {"W": self.patches.T @ dY2, "b": column_sums(dY2)}
-        self.patches = None  # the largest array of the step; free it early
-        if not self.input_grad:
-            return dY[:, :0]
-        # One small GEMM per kernel offset, accumulated into the shifted input window:
-        # faster than materialising the full patch gradient, which would not fit in cache.
         k, p, c = self.kernel, self.padding, self.c_in
         W = self.params["W"]
-        dX = np.zeros(self.in_shape, dY.dtype)  # (n, h + 2p, w + 2p, c_in)
-        for i in range(k):
-            for j in range(k):
-                rows = slice((i * k + j) * c, (i * k + j + 1) * c)
-                dX[:, i : i + ho, j : j + wo, :] += (dY2 @ W[rows].T).reshape(n, ho, wo, c)
+        dX = np.zeros(self.in_shape, dY.dtype) if self.input_grad else None
+
+        def part(rows: slice) -> tuple[Array, Array]:
+            dY2 = dY[rows].reshape(-1, c_out)  # (m * ho * wo, c_out)
+            grads = (patches[rows].reshape(len(dY2), -1).T @ dY2, column_sums(dY2))
+            if dX is not None:
+                # One small GEMM per kernel offset, accumulated into the shifted input
+                # window: faster than materialising the full patch gradient, which would
+                # not fit in cache.
+                own, m = dX[rows], rows.stop - rows.start
+                for i in range(k):
+                    for j in range(k):
+                        offset = slice((i * k + j) * c, (i * k + j + 1) * c)
+                        own[:, i : i + ho, j : j + wo, :] += (dY2 @ W[offset].T).reshape(
+                            m, ho, wo, c
+                        )
+            return grads
+
+        found = parallel.over_batch(n, part)
+        self.grads = {"W": sum_of(grad for grad, _ in found), "b": sum_of(b for _, b in found)}
+        if dX is None:
+            return dY[:, :0]
         return dX[:, p : dX.shape[1] - p, p : dX.shape[2] - p, :] if p else dX
 
 
@@ -333,23 +365,34 @@ class MaxPool2D(Layer):
         n, h, w, c = X.shape
         if h % 2 or w % 2:
             raise ValueError(f"MaxPool2D needs even height and width, got {h}x{w}")
-        corners = [X[:, a::2, b::2, :] for a in (0, 1) for b in (0, 1)]  # 4 x (n, h/2, w/2, c)
-        Y = np.maximum(corners[0], corners[1])
-        np.maximum(Y, np.maximum(corners[2], corners[3]), out=Y)
-        if training:
-            self.in_shape = X.shape
-            taken = np.zeros(Y.shape, bool)
-            self.masks = []
-            for corner in corners:
-                mask = (corner == Y) & ~taken
-                taken |= mask
-                self.masks.append(mask)
+        Y = np.empty((n, h // 2, w // 2, c), X.dtype)
+        masks = np.empty((4, *Y.shape), bool) if training else None
+
+        def part(rows: slice) -> None:
+            corners = [X[rows, a::2, b::2, :] for a in (0, 1) for b in (0, 1)]  # 4 x (m, ...)
+            out = Y[rows]
+            np.maximum(corners[0], corners[1], out=out)
+            np.maximum(out, np.maximum(corners[2], corners[3]), out=out)
+            if masks is not None:
+                taken = np.zeros(out.shape, bool)
+                for corner, mask in zip(corners, masks[:, rows], strict=True):
+                    np.equal(corner, out, out=mask)
+                    mask &= ~taken
+                    taken |= mask
+
+        parallel.over_batch(n, part)
+        if masks is not None:
+            self.in_shape, self.masks = X.shape, list(masks)
         return Y
 
     def backward(self, dY: Array) -> Array:
         dX = np.empty(self.in_shape, dY.dtype)
-        for (a, b), mask in zip(((0, 0), (0, 1), (1, 0), (1, 1)), self.masks, strict=True):
-            np.multiply(dY, mask, out=dX[:, a::2, b::2, :])
+
+        def part(rows: slice) -> None:
+            for (a, b), mask in zip(((0, 0), (0, 1), (1, 0), (1, 1)), self.masks, strict=True):
+                np.multiply(dY[rows], mask[rows], out=dX[rows, a::2, b::2, :])
+
+        parallel.over_batch(len(dY), part)
         return dX
 
 

@@ -22,7 +22,7 @@ from threadpoolctl import threadpool_limits
 import model
 from model import data
 from model.optim import Adam
-from model.trainer import TrainConfig, train_step
+from model.trainer import TrainConfig, threads_for, train_step
 from scripts.bench.report import median, write_section
 
 TRAIN_IMAGES = 55_000  # the training split left after holding out 5,000 for validation
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     with threadpool_limits(limits=args.threads):
         for arch in args.arch:
             net = weights_or_build(arch)
-            train = time_training(arch, x_train, y_train, args.runs, args.steps)
+            train = time_training(arch, x_train, y_train, args.runs, args.steps, args.threads)
             infer = time_inference(net, x_test, args.runs)
             rows.append((arch, train, infer))
     name, title = "model", "Model: NumPy vs PyTorch CPU"
@@ -77,10 +77,10 @@ def weights_or_build(arch: str) -> model.Network:
 
 
 def time_training(
-    arch: str, x: np.ndarray, y: np.ndarray, runs: int, steps: int
+    arch: str, x: np.ndarray, y: np.ndarray, runs: int, steps: int, threads: int
 ) -> dict[str, float]:
     """Return median seconds per epoch for NumPy and PyTorch."""
-    numpy_step = numpy_trainer(arch, x, y)
+    numpy_step = numpy_trainer(arch, x, y, threads)
     torch_step = torch_trainer(arch, x, y)
     numpy_step(2)  # warm up both sides: allocations, BLAS threads
     torch_step(2)
@@ -109,7 +109,7 @@ def batches(x: np.ndarray, y: np.ndarray, seed: int) -> Callable[[], tuple[Any, 
     return draw
 
 
-def numpy_trainer(arch: str, x: np.ndarray, y: np.ndarray) -> Callable[[int], None]:
+def numpy_trainer(arch: str, x: np.ndarray, y: np.ndarray, threads: int) -> Callable[[int], None]:
     """Return `step(n)`, running n NumPy training steps."""
     net = model.build(arch, seed=0)
     optimizer = Adam()
@@ -118,9 +118,10 @@ def numpy_trainer(arch: str, x: np.ndarray, y: np.ndarray) -> Callable[[int], No
     draw = batches(x, y, 1)
 
     def step(n: int) -> None:
-        for _ in range(n):
-            pixels, labels = draw()
-            train_step(net, optimizer, pixels, labels, 1e-3, config, rng)
+        with threads_for(net, threads):  # as `digits train` does
+            for _ in range(n):
+                pixels, labels = draw()
+                train_step(net, optimizer, pixels, labels, 1e-3, config, rng)
 
     return step
 
