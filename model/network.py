@@ -30,6 +30,8 @@ NORMALISATION = {"scale": 1 / 255, "shift": 0.0}
 # enough that a chunk's activations stay in cache (the CNN's first pooling layer runs ~2.5x
 # faster per image on chunks of 64 than of 256).
 CHUNK_ROWS = {"mlp": 1024, "cnn": 64}
+# A first Dense layer skips blank pixel columns when at most this share of them is used.
+SPARSE_COLUMNS = 0.9
 
 
 class Network:
@@ -87,10 +89,14 @@ class Network:
         plan = self._inference_plan()
         chunk = CHUNK_ROWS.get(self.metadata["architecture"]["name"], 512)
         P = np.empty((len(pixels), N_CLASSES), np.float32)  # (n, 10)
+        dense_first = isinstance(plan[0], Dense)
         for start in range(0, len(pixels), chunk):
-            X = pixels[start : start + chunk].astype(np.float32)
-            X = X.reshape(len(X), *self.input_shape)
-            for layer in plan:
+            raw = pixels[start : start + chunk]
+            if dense_first:
+                X, layers = first_dense(raw, plan[0]), plan[1:]
+            else:
+                X, layers = raw.astype(np.float32).reshape(len(raw), *self.input_shape), plan
+            for layer in layers:
                 X = layer.forward(X)
             P[start : start + chunk] = softmax(X)
         return P
@@ -119,6 +125,23 @@ class Network:
         if self._plan is None:
             self._plan = fold(self.layers, self.metadata["normalisation"])
         return self._plan
+
+
+def first_dense(raw: NDArray[Any], layer: Layer) -> Array:
+    """Apply a network's first (folded) Dense layer to raw pixels `(n, 784)`.
+
+    Pixels blank in every image of the chunk are left out of the GEMM: a blank pixel adds
+    nothing (0 * its weights), so the result is the full product's. Digits leave the
+    borders blank: a quarter of the columns of 1,024 MNIST images, ~15% of an MLP's work.
+    """
+    W, b = layer.params["W"], layer.params["b"]
+    used = np.flatnonzero(raw.any(axis=0))
+    if len(used) > SPARSE_COLUMNS * raw.shape[1]:  # gathering would cost more than it saves
+        X = raw.astype(np.float32) @ W
+    else:
+        X = raw[:, used].astype(np.float32) @ W[used]
+    X += b
+    return X
 
 
 def _as_pixels(pixels: ArrayLike) -> NDArray[Any]:

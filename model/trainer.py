@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from model import parallel
@@ -41,6 +42,7 @@ class TrainConfig:
     warp: Warp = field(default_factory=Warp)  # rotation, zoom and shift ranges when augmenting
     val_size: int = 5000  # training images held out to pick the best epoch
     seed: int = 0  # seeds initialisation, split, shuffling, dropout and augmentation
+    threads: int | None = None  # cores to train on; None: every core this process may use
 
 
 def split(x: Pixels, y: Labels, val_size: int, seed: int) -> tuple[Pixels, Labels, Pixels, Labels]:
@@ -82,7 +84,7 @@ def fit(
     Returns one record per epoch: train loss/accuracy (running, on the augmented batches),
     validation loss/accuracy, learning rate at the end and seconds spent.
     """
-    with threads_for(net):
+    with threads_for(net, config.threads):
         history = _fit(net, config, train, val, progress)
     return history
 
@@ -95,10 +97,9 @@ def threads_for(net: Network, threads: int | None = None) -> AbstractContextMana
     touch (measured on 2 cores: 41 ms a CNN step with BLAS's 2 threads, 35 ms in parts).
     A dense network's step is its GEMMs, which BLAS's own threads already share out.
     """
-    count = len(os.sched_getaffinity(0)) if threads is None else threads
     if any(isinstance(layer, Conv2D) for layer in net.layers):
-        return parallel.use(count)
-    return nullcontext()
+        return parallel.use(len(os.sched_getaffinity(0)) if threads is None else threads)
+    return nullcontext() if threads is None else threadpool_limits(limits=threads)
 
 
 def _fit(

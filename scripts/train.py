@@ -68,6 +68,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--lr", type=float, help="peak learning rate")
     parser.add_argument("--data", help="data directory (default $DIGITS_DATA_DIR or ./data)")
     parser.add_argument("--out", type=Path, help="weights file (default artifacts/<arch>.npz)")
+    parser.add_argument(
+        "--threads", type=int, help="cores to train on (default: all); 1 repeats a run bit for bit"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
@@ -75,7 +78,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Train with the defaults of `--arch` overridden by the given flags."""
     flags = {"epochs": args.epochs, "seed": args.seed, "batch_size": args.batch_size}
-    flags["lr"] = args.lr
+    flags |= {"lr": args.lr, "threads": args.threads}
     config = replace(DEFAULTS[args.arch], **{k: v for k, v in flags.items() if v is not None})
     out = args.out or Path("artifacts") / f"{args.arch}.npz"
     metrics = train(config, data.load_mnist(args.data), out, progress=not args.quiet)

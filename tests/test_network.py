@@ -73,3 +73,16 @@ def test_metadata_is_json_and_describes_the_network() -> None:
     assert restored["seed"] == 5
     assert restored["normalisation"] == {"scale": 1 / 255, "shift": 0.0}
     assert net.version is None
+
+
+def test_blank_pixel_columns_are_skipped_without_changing_the_answer(pixels: np.ndarray) -> None:
+    net = model.build("mlp", seed=1)
+    digits = pixels.reshape(-1, 28, 28).copy()
+    digits[:, :5], digits[:, -5:], digits[:, :, :5], digits[:, :, -5:] = 0, 0, 0, 0
+    raw = digits.reshape(-1, 784)  # blank borders: 460 of 784 columns, as in MNIST
+    first = net._inference_plan()[0]
+    assert np.count_nonzero(raw.any(axis=0)) <= model.network.SPARSE_COLUMNS * 784
+    full = raw.astype(np.float32) @ first.params["W"] + first.params["b"]
+    np.testing.assert_allclose(model.network.first_dense(raw, first), full, rtol=1e-5, atol=1e-5)
+    expected = softmax(net.forward(net.normalise(raw)))
+    np.testing.assert_allclose(net.predict_proba(raw), expected, rtol=1e-4, atol=1e-6)

@@ -88,5 +88,11 @@ def test_use_holds_blas_to_one_thread_and_gives_back_what_it_found() -> None:
 
 
 def test_only_convolutional_networks_train_in_parts() -> None:
-    assert isinstance(threads_for(model.build("mlp"), 2), nullcontext)
-    assert not isinstance(threads_for(model.build("cnn"), 2), nullcontext)
+    with threadpool_limits(limits=2):
+        assert isinstance(threads_for(model.build("mlp")), nullcontext)  # BLAS's own threads
+        with threads_for(model.build("mlp"), 1):
+            assert set(blas_threads()) == {1}
+            assert parallel.over_batch(64, lambda rows: rows) == [slice(0, 64)]
+        with threads_for(model.build("cnn"), 2):
+            assert set(blas_threads()) == {1}
+            assert parallel.over_batch(64, lambda rows: rows) == parallel.parts(64, 2)

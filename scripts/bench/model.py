@@ -40,8 +40,9 @@ def register(subparsers: Any) -> None:
         "--threads",
         type=int,
         default=1,
-        help="BLAS/OpenMP threads on both sides; more than one is only meaningful on an "
-        "otherwise idle machine (default: %(default)s, as the service's workers run)",
+        help="threads on both sides (BLAS/OpenMP, or NumPy's batch parts); more than one is "
+        "only meaningful on an otherwise idle machine (default: %(default)s, as the "
+        "service's workers run)",
     )
     parser.set_defaults(func=run)
 
@@ -242,7 +243,9 @@ Row = tuple[str, dict[str, float], dict[str, float]]
 def table(rows: list[Row], args: Any, version: str) -> str:
     """Format the results with their targets."""
     lines = [
-        f"PyTorch {version} CPU; {args.threads} thread(s) on both sides. Training epoch = "
+        f"PyTorch {version} CPU; {args.threads} thread(s) on both sides (NumPy's CNN trains "
+        "on batch parts in threads with one BLAS thread, as `digits train` runs it; its MLP "
+        "and inference use BLAS's threads). Training epoch = "
         f"55,000 images, batch {BATCH}, Adam, timed over {args.steps} batches, median of "
         f"{args.runs} runs. Inference = 10,000 uint8 images to probabilities, median of "
         f"{args.runs} runs. Load average at the end: "
