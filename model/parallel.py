@@ -26,24 +26,22 @@ T = TypeVar("T")
 
 MIN_ROWS = 8  # examples per part below which splitting costs more than it saves
 
-_state = threading.local()  # .pool: the executor of the innermost `use` block, if any
+_state = threading.local()  # .pool and .size: the innermost `use` block's, if any
 
 
 @contextmanager
 def use(threads: int) -> Iterator[None]:
     """Split batch work over `threads` threads until the block ends; BLAS gets one thread."""
-    if threads <= 1:
+    outer = getattr(_state, "pool", None), getattr(_state, "size", 1)
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="batch-part") if threads > 1 else None
+    _state.pool, _state.size = pool, threads
+    try:
         with threadpool_limits(limits=1):
             yield
-        return
-    outer = getattr(_state, "pool", None), getattr(_state, "size", 1)
-    with ThreadPoolExecutor(threads, thread_name_prefix="batch-part") as pool:
-        _state.pool, _state.size = pool, threads
-        try:
-            with threadpool_limits(limits=1):
-                yield
-        finally:
-            _state.pool, _state.size = outer
+    finally:
+        _state.pool, _state.size = outer
+        if pool is not None:
+            pool.shutdown()
 
 
 def parts(n: int, count: int) -> list[slice]:

@@ -82,6 +82,8 @@ def test_use_holds_blas_to_one_thread_and_gives_back_what_it_found() -> None:
             assert set(blas_threads()) == {1}
             with parallel.use(3):
                 assert parallel.over_batch(48, lambda rows: rows) == parallel.parts(48, 3)
+            with parallel.use(1):
+                assert parallel.over_batch(48, lambda rows: rows) == [slice(0, 48)]
             assert parallel.over_batch(48, lambda rows: rows) == parallel.parts(48, 2)
         assert blas_threads() == before
     assert parallel.parts(10, 3) == [slice(0, 3), slice(3, 6), slice(6, 10)]
