@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from redis import Redis
 
-from worker import keys
+from worker import keys, lua
 
 SECONDS_PER = {
     **dict.fromkeys(("s", "sec", "second"), 1),
@@ -24,7 +24,8 @@ OFF = {"", "0", "off", "none"}
 
 # KEYS: the caller's budget. ARGV: microseconds between requests, microseconds of burst.
 # Returns 0 when the request may go, else the microseconds until it may.
-_SPEND = """
+_SPEND = lua.script(
+    """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 local interval = tonumber(ARGV[1])
@@ -36,6 +37,7 @@ tat = tat + interval
 redis.call('SET', KEYS[1], string.format('%d', tat), 'PX', math.ceil((tat - now) / 1000))
 return 0
 """
+)
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,7 @@ def spend(connection: Redis, identity: str, rate: Rate) -> float:
     """Count one request of `identity`; return 0 if it may go, else seconds until it may."""
     interval = round(rate.period * 1e6 / rate.requests)
     burst = round(rate.period * 1e6)
-    wait = connection.eval(_SPEND, 1, keys.rate_limit(identity), interval, burst)
+    wait = lua.run(connection, _SPEND, [keys.rate_limit(identity)], [interval, burst])
     return int(wait) / 1e6
 
 

@@ -17,11 +17,12 @@ from numpy.typing import NDArray
 from redis import Redis
 from redis.client import Pipeline
 
-from worker import codec, keys
+from worker import codec, keys, lua
 
 # KEYS: record, done set, versions set, labels, pixels, truth
 # ARGV: chunk, rows, correct, model version, label bytes, ttl, now
-_COMPLETE_CHUNK = """
+_COMPLETE_CHUNK = lua.script(
+    """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 if redis.call('SADD', KEYS[2], ARGV[1]) == 0 then return 0 end
 redis.call('SET', KEYS[4], ARGV[5], 'EX', ARGV[6])
@@ -36,6 +37,7 @@ if done == tonumber(redis.call('HGET', KEYS[1], 'rows')) then
 end
 return 1
 """
+)
 
 
 @dataclass(frozen=True)
@@ -147,7 +149,7 @@ def complete_chunk(
         ttl,
         now(),
     ]
-    return bool(connection.eval(_COMPLETE_CHUNK, len(script_keys), *script_keys, *args) == 1)
+    return bool(lua.run(connection, _COMPLETE_CHUNK, script_keys, args) == 1)
 
 
 def mark_failed(connection: Redis, batch_id: str, message: str) -> None:

@@ -12,21 +12,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 from redis import Redis
 from redis.client import Pipeline
 
-from worker import codec, keys
+from worker import codec, keys, lua
 
 # (job id, (n, 784) uint8 pixels) of each member, in arrival order.
 Members = Sequence[tuple[str, NDArray[np.uint8]]]
 
 # KEYS: open flag, pixels, members, then one alias key per joining member
 # ARGV: pixels, ttl, group id, then one "job_id:images" entry per joining member
-_JOIN = """
+_JOIN = lua.script(
+    """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('APPEND', KEYS[2], ARGV[1])
 for i = 4, #ARGV do
@@ -35,13 +35,16 @@ for i = 4, #ARGV do
 end
 return 1
 """
+)
 
 # KEYS: open flag, pixels, members, the current model version (read in the same trip)
-_CLAIM = """
+_CLAIM = lua.script(
+    """
 redis.call('DEL', KEYS[1])
 local current = redis.call('GET', KEYS[4])
 return {redis.call('GET', KEYS[2]), redis.call('LRANGE', KEYS[3], 0, -1), current}
 """
+)
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,7 @@ def join(connection: Redis, group_id: str, members: Members, ttl: int) -> bool:
         *(keys.job_group(job_id) for job_id, _ in members),
     ]
     args: list[bytes | str | int] = [_pixels(members), ttl, group_id, *_entries(members)]
-    return bool(_run(connection, _JOIN, script_keys, args) == 1)
+    return bool(lua.run(connection, _JOIN, script_keys, args) == 1)
 
 
 def claim(connection: Redis, group_id: str) -> Claimed:
@@ -86,7 +89,7 @@ def claim(connection: Redis, group_id: str) -> Claimed:
         keys.group_members(group_id),
         keys.MODELS_CURRENT,
     ]
-    pixels, entries, current = _run(connection, _CLAIM, script_keys, [])
+    pixels, entries, current = lua.run(connection, _CLAIM, script_keys)
     if pixels is None or not entries:
         raise LookupError(f"job {group_id}: its pixels expired or were deleted")
     members = [_member(codec.text(entry)) for entry in entries]
@@ -109,11 +112,6 @@ def member_ids(connection: Redis, group_id: str) -> list[str]:
 def delete(pipe: Pipeline, group_id: str) -> None:
     """Queue on `pipe` the removal of a group's input, once every member has its answer."""
     pipe.delete(keys.job_pixels(group_id), keys.group_members(group_id))
-
-
-def _run(connection: Redis, script: str, script_keys: list[str], args: list[Any]) -> Any:
-    """Run a script by its hash (EVALSHA), loading it once: every sync request runs one."""
-    return connection.register_script(script)(keys=script_keys, args=args, client=connection)
 
 
 def _pixels(members: Members) -> bytes:

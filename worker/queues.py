@@ -20,19 +20,23 @@ from rq.serializers import Serializer
 from rq.timeouts import BaseDeathPenalty
 from rq.utils import as_text
 
+from worker import lua
+
 # Longest single wait on an idle predict queue: batch chunks that arrive meanwhile are
 # taken at most this late, since one blocking move can watch only one queue. An idle
 # worker so sends Redis two cheap commands per IDLE_WAIT.
 IDLE_WAIT = 0.2
 
 # KEYS: queue, its intermediate list, next queue, its list, ... in priority order.
-_CLAIM = """
+_CLAIM = lua.script(
+    """
 for i = 1, #KEYS, 2 do
   local job_id = redis.call('LMOVE', KEYS[i], KEYS[i + 1], 'LEFT', 'RIGHT')
   if job_id then return {KEYS[i], job_id} end
 end
 return false
 """
+)
 
 
 class ClaimingQueue(Queue):
@@ -73,7 +77,7 @@ class ClaimingQueue(Queue):
 def _claim(connection: Redis, queues: list[Queue], timeout: int | None) -> tuple[str, str] | None:
     """Move one job id to its intermediate list: (queue key, job id), or None in burst mode."""
     names = [name for queue in queues for name in (queue.key, queue.intermediate_queue_key)]
-    found: Any = connection.eval(_CLAIM, len(names), *names)
+    found: Any = lua.run(connection, _CLAIM, names)
     if found:
         return as_text(found[0]), as_text(found[1])
     if timeout is None:

@@ -31,7 +31,7 @@ from rq.registry import FailedJobRegistry
 from rq.utils import parse_composite_key
 from rq.worker import BaseWorker
 
-from worker import codec, keys
+from worker import codec, keys, lua
 
 BEAT_INTERVAL = 1.0  # seconds between beats
 DEAD_AFTER = 5.0  # seconds without a beat after which a worker is dead
@@ -42,12 +42,14 @@ RECONNECT_DELAYS = (0.5, 1.0, 2.0, 4.0, 5.0)  # seconds between tries to reach R
 ENDED = {JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED}
 
 # KEYS: beats set. ARGV: worker name, set TTL. Redis's clock: workers' clocks may disagree.
-_BEAT = """
+_BEAT = lua.script(
+    """
 local now = redis.call('TIME')
 redis.call('ZADD', KEYS[1], now[1] + now[2] / 1000000, ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 return now[1]
 """
+)
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +102,7 @@ class Lifeline:
 
 def beat(connection: Redis, worker_name: str) -> None:
     """Record that the worker is alive now."""
-    connection.eval(_BEAT, 1, keys.WORKER_BEATS, worker_name, BEATS_TTL)
+    lua.run(connection, _BEAT, [keys.WORKER_BEATS], [worker_name, BEATS_TTL])
 
 
 def dead_workers(connection: Redis, now: float) -> set[str]:
