@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 
 import model
 from model.kaggle_csv import write_kaggle_csv
-from scripts.bench.report import median, write_section
+from scripts.bench.report import load_average, median, write_section
 from scripts.bench.service import ROOT, measure_csv
 from scripts.bench.stack import SERVED_WEIGHTS, stack
 
@@ -75,7 +75,7 @@ def mnist_images(rows: int) -> NDArray[np.uint8]:
 def table(args: argparse.Namespace, times: dict[str, list[float]]) -> str:
     """Format each path's median against the faster local pipeline."""
     local = min(median(times["local"]), median(times["local_1_thread"]))
-    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    load = load_average()
     lines = [
         f"{args.rows:,} rows, {args.runs} runs per path, in turns. Service: `digits up "
         f"--workers {args.workers}` on its own redis-server, model: cnn. Load average at the "

@@ -9,7 +9,6 @@ test.csv through `POST /v1/batches` -> finished -> submission.csv, in turns.
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
 from contextlib import ExitStack
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from scripts.bench.batch import add_csv_options, kaggle_test_csv
-from scripts.bench.report import median, write_section
+from scripts.bench.report import load_average, median, write_section
 from scripts.bench.stack import stack
 from scripts.submit import submit
 
@@ -54,7 +53,7 @@ def table(args: argparse.Namespace, times: dict[int, list[float]]) -> str:
     """One row per chunk size, the shipped default marked."""
     from api.config import DEFAULTS  # imports the whole API: not at `digits` start-up
 
-    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    load = load_average()
     lines = [
         f"{args.rows:,}-row test.csv through `POST /v1/batches` -> finished -> "
         f"submission.csv, {args.runs} runs per size, in turns; `digits up --workers "

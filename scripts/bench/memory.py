@@ -11,7 +11,6 @@ master included, and as its largest process.
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scripts.bench.batch import add_csv_options, kaggle_test_csv
-from scripts.bench.report import median, write_section
+from scripts.bench.report import load_average, median, write_section
 from scripts.bench.stack import Stack, stack
 from scripts.submit import submit
 
@@ -99,7 +98,7 @@ def sampled(service: Stack) -> Iterator[dict[str, float]]:
 
 def table(args: argparse.Namespace, peaks: dict[str, list[float]], idle: dict[str, float]) -> str:
     """Format median peaks against the targets, with the idle sizes for scale."""
-    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    load = load_average()
     lines = [
         f"{args.rows:,}-row test.csv, {args.runs} runs; RSS sampled every "
         f"{SAMPLE_SECONDS * 1000:.0f} ms. Service: `digits up --workers {args.workers}`, "

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -23,7 +22,7 @@ import model
 from model import data
 from model.optim import Adam
 from model.trainer import TrainConfig, threads_for, train_step
-from scripts.bench.report import median, write_section
+from scripts.bench.report import load_average, median, write_section
 
 TRAIN_IMAGES = 55_000  # the training split left after holding out 5,000 for validation
 BATCH = 128
@@ -249,7 +248,7 @@ def table(rows: list[Row], args: Any, version: str) -> str:
         f"55,000 images, batch {BATCH}, Adam, timed over {args.steps} batches, median of "
         f"{args.runs} runs. Inference = 10,000 uint8 images to probabilities, median of "
         f"{args.runs} runs. Load average at the end: "
-        f"{', '.join(f'{value:.2f}' for value in os.getloadavg())} (the machine is shared).",
+        f"{load_average()} (the machine is shared).",
         "",
         "| model | NumPy s/epoch | PyTorch s/epoch | ratio (target) | NumPy img/s "
         "| PyTorch img/s | ratio (target ≥ 1.2) |",

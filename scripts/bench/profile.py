@@ -17,7 +17,6 @@ stack, which splits the time into the service's own steps.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from scripts.bench.report import write_section
+from scripts.bench.report import load_average, write_section
 from scripts.bench.stack import stack
 from scripts.bench.throughput import WARM_UP, add_load_options, write_bodies, wrk
 
@@ -128,7 +127,7 @@ def category(role: str, frames: str) -> str:
 
 def table(args: argparse.Namespace, shares: dict[str, Counter[str]]) -> str:
     """One table per role: each category's share of the samples."""
-    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    load = load_average()
     lines = [
         f"py-spy at {RATE} Hz for {args.duration} s on every process of `digits up --workers "
         f"{args.workers}` while `wrk -c{args.connections}` runs the throughput load "

@@ -32,6 +32,11 @@ def machine() -> str:
     )
 
 
+def load_average() -> str:
+    """Return the 1, 5 and 15 minute load averages as "a, b, c", for a table's caption."""
+    return ", ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
 def median(values: Sequence[float]) -> float:
     """Return the median of the runs."""
     return float(statistics.median(values))

@@ -11,7 +11,6 @@ speeds up) and the workers' own, rows over the batch's first-start-to-finish tim
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
 from datetime import datetime
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from scripts.bench.batch import add_csv_options, kaggle_test_csv
-from scripts.bench.report import median, write_section
+from scripts.bench.report import load_average, median, write_section
 from scripts.bench.stack import stack
 from scripts.submit import submit
 
@@ -66,7 +65,7 @@ def _seconds(start: str, end: str) -> float:
 
 def table(args: argparse.Namespace, rates: dict[int, dict[str, list[float]]]) -> str:
     """Format rows/s per worker count and the speed-up of the second worker."""
-    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    load = load_average()
     lines = [
         f"{args.rows:,}-row test.csv, {args.runs} runs per service, in turns; model: cnn, one "
         f"BLAS thread per worker. Load average at the end: {load} (the machine is shared; "

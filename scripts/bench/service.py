@@ -40,7 +40,7 @@ from threadpoolctl import threadpool_limits
 
 import model
 from model.kaggle_csv import read_kaggle_csv, write_kaggle_csv
-from scripts.bench.report import median, write_section
+from scripts.bench.report import load_average, median, write_section
 from scripts.registry import publish_file
 from scripts.serve import SHIPPED_WEIGHTS, WEIGHTS_DIR
 from scripts.submit import submit
@@ -250,7 +250,7 @@ def table(
         runs = ", ".join(f"{value:.2f}" for value in csv_times[name])
         return f"| {label} | {seconds:.2f} s | {seconds / local:.2f}x | {target} | {runs} |"
 
-    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    load = load_average()
     architecture = network.metadata["architecture"]["name"]
     lines = [
         f"`digits up --workers {args.workers}` on a private redis-server, model: "

@@ -30,7 +30,7 @@ import orjson
 from redis import Redis
 from rq import Worker
 
-from scripts.bench.report import median, write_section
+from scripts.bench.report import load_average, median, write_section
 from scripts.bench.service import ROOT, test_pixels
 from scripts.bench.stack import ROLES, Stack, stack
 from scripts.bench.stock_rq import Sequential, run_jobs, stock_rq
@@ -232,7 +232,7 @@ def table(args: argparse.Namespace, found: Results) -> str:
     ratio = batched["rate"] / reference["rate"]
     stock_rate = median([run.rate for run in found.stock])
     met = batched["rate"] >= TARGET_RATE and batched["p99"] <= TARGET_P99 and batched["errors"] == 0
-    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    load = load_average()
     lines = [
         f"`wrk -t2 -c{args.connections} -d{args.duration}s` with "
         "`scripts/bench/wrk/predict.lua` (one image per request, 1,000 MNIST test images in "
