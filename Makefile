@@ -23,7 +23,7 @@ up: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy api worker scripts
+	$(VENV)/bin/mypy api formats store worker scripts
 
 test: lint
 	$(PY) -m pytest

@@ -14,7 +14,7 @@ from typing import Any
 from flask import Flask, Response, g, request
 
 from api import metrics
-from worker import logs
+from store import logs
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from api import (
 )
 from api import config as settings
 from api.encoding import OrjsonProvider
-from worker import logs
+from store import logs
 
 BLUEPRINTS = (health.bp, jobs.bp, batches.bp, models.bp, openapi.bp, images.bp, metrics.bp)
 

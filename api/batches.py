@@ -12,8 +12,8 @@ from numpy.typing import NDArray
 from api import access, dispatch, ids, upload
 from api.errors import ApiError
 from api.services import services
-from model.kaggle_csv import CSVFormatError, read_kaggle_csv
-from worker import batches
+from formats.kaggle_csv import CSVFormatError, read_kaggle_csv
+from store import batches
 
 bp = Blueprint("batches", __name__, url_prefix="/v1")
 

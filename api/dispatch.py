@@ -13,7 +13,7 @@ from rq.job import Callback
 
 from api import backpressure, ids
 from api.services import Services
-from worker import batches, codec, groups, keys
+from store import batches, codec, groups, keys
 
 ID = re.compile(r"[0-9a-f]{32}")  # job and batch ids (api.ids)
 

@@ -13,7 +13,7 @@ from rq.worker_registration import get_keys
 
 from api.errors import RETRY_AFTER_SECONDS, error_response
 from api.services import services
-from worker import keys, recovery, registry
+from store import keys, liveness, registry
 
 bp = Blueprint("health", __name__)
 
@@ -48,7 +48,7 @@ def readyz() -> Any:
 def live_workers(redis: Redis, queue: Queue) -> int:
     """Count the workers on `queue` that are alive: RQ's key is there and they beat.
 
-    RQ keeps a killed worker's key for a minute or more; its beat (worker.recovery) stops
+    RQ keeps a killed worker's key for a minute or more; its beat (store.liveness) stops
     at once, so a worker that has not beaten for DEAD_AFTER seconds is not counted.
     """
     worker_keys = sorted(get_keys(queue=queue))
@@ -61,7 +61,7 @@ def live_workers(redis: Redis, queue: Queue) -> int:
     for key in worker_keys:
         pipe.exists(key)
     (seconds, microseconds), beats, *present = pipe.execute()
-    cutoff = seconds + microseconds / 1e6 - recovery.DEAD_AFTER
+    cutoff = seconds + microseconds / 1e6 - liveness.DEAD_AFTER
     beating = [beat is None or beat > cutoff for beat in beats]  # None: never beat, plain RQ
     return sum(bool(found) and fresh for found, fresh in zip(present, beating, strict=True))
 

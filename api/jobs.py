@@ -14,7 +14,7 @@ from rq.serializers import JSONSerializer
 from api import access, dispatch, errors, ids, microbatch, payload
 from api.errors import ApiError
 from api.services import Services, services
-from worker import codec, keys, results
+from store import codec, keys, results
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1")
 

@@ -8,7 +8,7 @@ Two sources, one page:
   process writes its numbers there, and whichever process answers the scrape sums them.
 - Everything else is read from Redis when scraped, so it is the same from any API
   process on any machine: queue depth, live workers, the current model, and the
-  counters workers add after each job (queue wait, compute, rows; worker/jobstats.py).
+  counters workers add after each job (queue wait, compute, rows; store/jobstats.py).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from redis.exceptions import RedisError
 
 from api.health import live_workers
 from api.services import Services, services
-from worker import jobstats, registry
+from store import jobstats, registry
 
 bp = Blueprint("metrics", __name__)
 

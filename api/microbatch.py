@@ -7,7 +7,7 @@ first. A request with no company in flight goes at once: the window only delays 
 has something to gain from it, and never by more than the window.
 
 A group sent while this process's previous group still waits in the queue joins that one
-(worker.groups): the queue wait, not a timer, then sets how large jobs grow under load.
+(store.groups): the queue wait, not a timer, then sets how large jobs grow under load.
 
 Every caller keeps a job id of its own. The worker writes each caller's share of the
 group's output under that id, so waiting, `GET /v1/jobs/<id>` and the 202 fallback work as
@@ -28,7 +28,7 @@ from numpy.typing import NDArray
 
 from api import dispatch, ids
 from api.services import Services
-from worker import groups
+from store import groups
 
 EXTENSION = "digits.microbatch"
 

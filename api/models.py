@@ -9,7 +9,7 @@ from flask import Blueprint
 
 from api.errors import ApiError
 from api.services import services
-from worker import registry
+from store import registry
 
 bp = Blueprint("models", __name__, url_prefix="/v1")
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from redis import Redis
 
-from worker import keys, lua
+from store import keys, lua
 
 SECONDS_PER = {
     **dict.fromkeys(("s", "sec", "second"), 1),

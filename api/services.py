@@ -10,7 +10,7 @@ from redis import Redis
 from rq import Queue
 from rq.serializers import JSONSerializer
 
-from worker import keys
+from store import keys
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from formats.kaggle_csv import CSVFormatError, read_kaggle_csv, write_kaggle_csv
 from model.idx import IDXFormatError, read_idx
-from model.kaggle_csv import CSVFormatError, read_kaggle_csv, write_kaggle_csv
 from model.sources import SOURCES, Say, SourceUnavailable, Splits
 
 __all__ = [

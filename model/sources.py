@@ -23,7 +23,8 @@ import numpy as np
 import requests
 from numpy.typing import NDArray
 
-from model import idx, kaggle_csv, unpickler
+from formats import kaggle_csv
+from model import idx, unpickler
 
 Splits = tuple[NDArray[np.uint8], NDArray[np.int64], NDArray[np.uint8], NDArray[np.int64]]
 Say = Callable[[str], None]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from redis import Redis
 
-from worker import registry
+from store import registry
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 

@@ -26,7 +26,7 @@ from redis.exceptions import RedisError
 
 from scripts import metrics_dir
 from scripts.registry import DEFAULT_REDIS_URL, publish_file
-from worker import logs, registry
+from store import logs, registry
 
 LOCAL_REDIS_URL = "redis://127.0.0.1:6379/0"
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "model" / "weights"
@@ -147,7 +147,7 @@ def worker_command(args: argparse.Namespace) -> int:
     runner.run(
         Redis.from_url(args.redis_url),
         burst=args.burst,
-        # RQ logs three lines per job; the JSON job line (worker/jobstats.py) replaces them.
+        # RQ logs three lines per job; the JSON job line (store/jobstats.py) replaces them.
         logging_level="DEBUG" if args.log_level.upper() == "DEBUG" else "WARNING",
         blas_threads=args.blas_threads,
     )

@@ -33,7 +33,7 @@ import numpy as np
 import requests
 from redis import Redis
 
-from model.kaggle_csv import PIXEL_NAMES
+from formats.kaggle_csv import PIXEL_NAMES
 from scripts.bench.report import write_section
 
 if TYPE_CHECKING:  # psutil comes with the dev and bench extras, not with the service

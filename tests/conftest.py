@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -11,22 +13,63 @@ import numpy as np
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from processes import SUITE_REDIS, free_port, redis_db, redis_server_binary, wait_for
 from redis import Redis
+from redis.exceptions import RedisError
 from rq import Queue
 
 import model
 from api import create_app
-from worker import jobs, keys, registry, runner
+from store import keys, registry
+from worker import jobs, runner
 from worker.cache import ModelCache
 
-REDIS_URL = "redis://127.0.0.1:6379/11"  # tests own this database: flushed before and after
 T = TypeVar("T")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Start the suite's own Redis server (no disk, loopback, a free port) unless one is given.
+
+    A suite of its own keeps runs apart: two checkouts testing at once, or a developer's
+    data in 127.0.0.1:6379, never see each other's keys. `DIGITS_TEST_REDIS=redis://host:port`
+    points the suite at an existing server instead.
+    """
+    if os.environ.get(SUITE_REDIS):
+        return
+    port = free_port()
+    server = subprocess.Popen(
+        [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--maxmemory-policy", "noeviction", "--databases", "16"],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    config.stash[_SERVER] = server
+    os.environ[SUITE_REDIS] = f"redis://127.0.0.1:{port}"
+    wait_for(lambda: _answers(port), 10, "the suite's redis-server to answer")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Stop the server pytest_configure started."""
+    server = config.stash.get(_SERVER, None)
+    if server is not None:
+        server.terminate()
+        server.wait(timeout=10)
+        os.environ.pop(SUITE_REDIS, None)
+
+
+def _answers(port: int) -> bool:
+    try:
+        return bool(Redis(port=port, socket_connect_timeout=0.2).ping())
+    except RedisError:
+        return False
+
+
+_SERVER = pytest.StashKey[subprocess.Popen[bytes]]()
 
 
 @pytest.fixture
 def redis_url() -> str:
-    """The test database; a module that needs its own overrides this fixture."""
-    return REDIS_URL
+    """The test database (11); a module that needs its own overrides this fixture."""
+    return redis_db(11)
 
 
 @pytest.fixture

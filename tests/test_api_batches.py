@@ -11,8 +11,8 @@ from redis import Redis
 from rq import Queue
 from rq.serializers import JSONSerializer
 
-from model.kaggle_csv import write_kaggle_csv
-from worker import keys
+from formats.kaggle_csv import write_kaggle_csv
+from store import keys
 
 
 def csv_bytes(tmp_path, pixels: np.ndarray, labels: np.ndarray | None = None) -> bytes:

@@ -6,7 +6,8 @@ import numpy as np
 from flask.testing import FlaskClient
 from redis import Redis
 
-from worker import jobs, keys
+from store import keys
+from worker import jobs
 
 
 def test_models_lists_versions_and_the_current_one(

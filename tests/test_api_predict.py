@@ -12,7 +12,7 @@ from redis import Redis
 from rq import Queue
 from rq.serializers import JSONSerializer
 
-from worker import keys
+from store import keys
 
 
 def test_sync_predict_one_image(

@@ -8,11 +8,12 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
+from processes import redis_db
 from redis import Redis
 
 from api import auth, create_app
 
-DB = "redis://127.0.0.1:6379/14"  # this module's database, flushed before and after
+DB = redis_db(14)  # this module's database, flushed before and after
 API_KEY, OTHER_KEY, ADMIN_KEY = "api-key-0123456789", "api-key-abcdefghij", "admin-key-0123456789"
 KEYS = {"DIGITS_API_KEYS": f"{API_KEY}, {OTHER_KEY}", "DIGITS_ADMIN_KEYS": ADMIN_KEY}
 

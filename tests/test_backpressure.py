@@ -10,7 +10,7 @@ from flask.testing import FlaskClient
 from redis import Redis
 
 from api import create_app
-from model.kaggle_csv import write_kaggle_csv
+from formats.kaggle_csv import write_kaggle_csv
 
 
 @pytest.fixture

@@ -15,7 +15,8 @@ from processes import wait_for, workers
 from redis import Redis
 
 from scripts.cli import main
-from worker import jobs, keys, registry
+from store import keys, registry
+from worker import jobs
 from worker.cache import ModelCache
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from redis import Redis
 
-from worker import batches, keys
+from store import batches, keys
 
 
 def create(connection: Redis, rows: int, chunk_rows: int, truth: bool = False) -> np.ndarray:

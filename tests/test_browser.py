@@ -20,6 +20,7 @@ import flask
 import numpy as np
 import pytest
 import requests
+from processes import redis_db
 from redis import Redis
 from selenium import webdriver
 from selenium.webdriver import Chrome
@@ -37,7 +38,7 @@ from scripts.registry import publish_file
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "artifacts"
-REDIS_URL = "redis://127.0.0.1:6379/13"  # this module's database: flushed before and after
+REDIS_URL = redis_db(13)  # this module's database: flushed before and after
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 CHROMIUM_FLAGS = (

@@ -17,8 +17,9 @@ from flask.testing import FlaskClient
 from redis import Redis
 
 from api import create_app
-from model.kaggle_csv import write_kaggle_csv
-from worker import codec, runner
+from formats.kaggle_csv import write_kaggle_csv
+from store import codec
+from worker import runner
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 # The limits the corpus's over-the-limit requests are written against.

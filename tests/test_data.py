@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import requests
 
+from formats.kaggle_csv import read_kaggle_csv, write_kaggle_csv
 from model import data, sources
-from model.kaggle_csv import read_kaggle_csv, write_kaggle_csv
 
 
 def digits(rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -12,8 +12,8 @@ from flask.testing import FlaskClient
 from redis import Redis
 
 from api import create_app, ids
-from model.kaggle_csv import write_kaggle_csv
-from worker import codec
+from formats.kaggle_csv import write_kaggle_csv
+from store import codec
 
 # Keys that live until removed: the model registry, cumulative metrics, RQ's queues,
 # registries and worker sets (each holds ids whose own keys expire).

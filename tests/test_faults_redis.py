@@ -15,8 +15,8 @@ from redis import Redis
 
 import model
 from api import create_app
-from model.kaggle_csv import write_kaggle_csv
-from worker import registry
+from formats.kaggle_csv import write_kaggle_csv
+from store import registry
 
 
 @pytest.fixture

@@ -18,9 +18,10 @@ from rq.serializers import JSONSerializer
 
 import model
 from api import create_app
-from model.kaggle_csv import write_kaggle_csv
+from formats.kaggle_csv import write_kaggle_csv
 from scripts.registry import publish_file
-from worker import codec, keys, recovery, runner
+from store import codec, keys
+from worker import recovery, runner
 from worker.queues import ClaimingQueue
 
 CNN = Path(__file__).resolve().parent.parent / "model" / "weights" / "cnn.npz"

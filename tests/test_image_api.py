@@ -14,7 +14,7 @@ from test_preprocess import WEIGHTS, encode, handwritten, png_header, redraw
 import model
 from api.preprocess import preprocess
 from model import data
-from worker import registry
+from store import registry
 
 SAMPLE = 200  # MNIST test digits sent through the endpoint for the accuracy comparison
 

@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from model import kaggle_csv
-from model.kaggle_csv import CSVFormatError, read_kaggle_csv, write_kaggle_csv
+from formats import kaggle_csv
+from formats.kaggle_csv import CSVFormatError, read_kaggle_csv, write_kaggle_csv
 
 HEADER = ",".join(f"pixel{i}" for i in range(784))
 LABELLED_HEADER = "label," + HEADER

@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from processes import redis_db
 from redis import Redis
 
 from api import auth, create_app
-from worker import keys, logs
+from store import keys, logs
 
-DB = "redis://127.0.0.1:6379/14"  # this module's database, flushed before and after
+DB = redis_db(14)  # this module's database, flushed before and after
 ROOT = Path(__file__).resolve().parent.parent
 API_KEY = "log-test-key-0123456789"
 
@@ -81,7 +82,7 @@ def test_formatter_writes_one_json_object_with_fields_and_masks_secrets() -> Non
 
 def test_configure_sends_json_lines_to_stderr_in_a_fresh_process() -> None:
     code = (
-        "import logging; from worker import logs; logs.configure('info'); "
+        "import logging; from store import logs; logs.configure('info'); "
         "logging.getLogger('t').info('to %s', 'redis://:pw@h'); "
         "logging.getLogger('t').debug('not shown')"
     )
@@ -140,7 +141,7 @@ def test_one_line_per_job_from_the_worker(
     csv = ",".join(f"pixel{i}" for i in range(784)) + "\n" + ",".join(["0"] * 784) + "\n"
     batch_id = client.post("/v1/batches", data=csv, content_type="text/csv").json["batch_id"]
     service.work()
-    by_id = {line["job_id"]: line for line in lines(caplog, "worker.jobstats")}
+    by_id = {line["job_id"]: line for line in lines(caplog, "store.jobstats")}
     done, failed = by_id[job_id], by_id[doomed]
     [chunk] = [line for line in by_id.values() if line["queue"] == keys.BATCH_QUEUE]
     assert (chunk["batch_id"], chunk["chunk"], chunk["rows"]) == (batch_id, 0, 1)

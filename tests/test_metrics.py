@@ -10,15 +10,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 from flask.testing import FlaskClient
+from processes import redis_db
 from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
 
 from api import create_app
-from model.kaggle_csv import write_kaggle_csv
+from formats.kaggle_csv import write_kaggle_csv
 from scripts import metrics_dir
-from worker import keys, runner
+from store import keys
+from worker import runner
 
-DB = "redis://127.0.0.1:6379/14"  # this module's database, flushed before and after
+DB = redis_db(14)  # this module's database, flushed before and after
 
 
 @pytest.fixture

@@ -14,15 +14,16 @@ from typing import Any
 import numpy as np
 import pytest
 from flask import Flask
+from processes import redis_db
 from redis import Redis
 from rq import Queue
 
 from api import create_app, dispatch
 from api.microbatch import GroupQueue, MicroBatcher, batcher
 from api.services import services
-from worker import groups, keys, results
+from store import groups, keys, results
 
-REDIS_URL = "redis://127.0.0.1:6379/10"  # this module's database, flushed before and after
+REDIS_URL = redis_db(10)  # this module's database, flushed before and after
 LONG = 60.0  # a window no test may wait out
 WAIT = "?wait=60"  # callers outwait any slowness of the machine: the worker runs when told
 

@@ -24,15 +24,17 @@ import orjson
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from processes import redis_db
 from redis import Redis
 from rq.serializers import JSONSerializer
 
 import model
-from model.kaggle_csv import write_kaggle_csv
+from formats.kaggle_csv import write_kaggle_csv
 from scripts.registry import PublishError, publish_file
-from worker import jobs, keys, registry, runner
+from store import keys, registry
+from worker import jobs, runner
 
-DB = "redis://127.0.0.1:6379/14"  # this module's database, flushed before and after
+DB = redis_db(14)  # this module's database, flushed before and after
 
 
 class Planted:

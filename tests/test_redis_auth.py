@@ -30,9 +30,9 @@ from redis import Redis
 
 import model
 from api import create_app
-from model.kaggle_csv import write_kaggle_csv
+from formats.kaggle_csv import write_kaggle_csv
 from scripts import metrics_dir
-from worker import registry
+from store import registry
 
 ROOT = Path(__file__).resolve().parent.parent
 API_KEY = "redis-auth-test-key-0123456789"
@@ -231,7 +231,7 @@ def test_logs_are_json_lines_without_secrets(deployment: Deployment, pixels: np.
             line for line in ours() if line["logger"] == logger and line.get("job_id") == job_id
         ]
 
-    [job] = wait_for(lambda: logged("worker.jobstats"), 10, "the job's line")  # after the answer
+    [job] = wait_for(lambda: logged("store.jobstats"), 10, "the job's line")  # after the answer
     assert (job["outcome"], job["rows"], job["queue"]) == ("finished", 1, "digits-predict")
     [request] = logged("api.access")
     assert request["status"] == 200 and request["model_version"] == deployment.versions["a"]

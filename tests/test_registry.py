@@ -10,7 +10,7 @@ from redis import Redis
 import model
 from scripts.cli import main
 from scripts.registry import PublishError, publish_file
-from worker import keys, registry
+from store import keys, registry
 
 
 def test_publish_is_idempotent_and_keyed_by_content(

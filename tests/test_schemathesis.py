@@ -8,14 +8,14 @@ from collections.abc import Iterator
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
-from processes import wait_for, workers
+from processes import redis_db, wait_for, workers
 from redis import Redis
 
 import model
 from api import create_app
-from worker import registry
+from store import registry
 
-FUZZ_REDIS_URL = "redis://127.0.0.1:6379/15"  # its own database: a worker runs for the module
+FUZZ_REDIS_URL = redis_db(15)  # its own database: a worker runs for the module
 # Small limits keep generated bodies small; the wait keeps a request short if a job lags.
 CONFIG = {
     "REDIS_URL": FUZZ_REDIS_URL,

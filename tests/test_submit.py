@@ -11,7 +11,7 @@ import pytest
 from flask import Flask
 from werkzeug.serving import make_server
 
-from model.kaggle_csv import write_kaggle_csv
+from formats.kaggle_csv import write_kaggle_csv
 from scripts.cli import main
 
 

@@ -15,13 +15,14 @@ from pathlib import Path
 import psutil
 import pytest
 import requests
+from processes import redis_db
 from redis import Redis
 
 import model
 from scripts import serve
-from worker import registry
+from store import registry
 
-UP_REDIS_URL = "redis://127.0.0.1:6379/12"  # a database of its own: `up` runs in a subprocess
+UP_REDIS_URL = redis_db(12)  # a database of its own: `up` runs in a subprocess
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -92,13 +93,13 @@ def test_up_serves_follows_activation_and_stops_on_sigterm(
 
 
 def test_redis_server_prefers_the_environment(tmp_path: Path) -> None:
-    with serve.redis_server("redis://example:1/3", "redis://127.0.0.1:6379/0", tmp_path) as url:
+    with serve.redis_server("redis://example:1/3", redis_db(0), tmp_path) as url:
         assert url == "redis://example:1/3"
 
 
 def test_redis_server_uses_a_local_server_that_answers(tmp_path: Path) -> None:
-    with serve.redis_server(None, "redis://127.0.0.1:6379/12", tmp_path) as url:
-        assert url == "redis://127.0.0.1:6379/12"
+    with serve.redis_server(None, redis_db(12), tmp_path) as url:
+        assert url == redis_db(12)
     assert not list(tmp_path.iterdir())
 
 

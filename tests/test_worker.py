@@ -9,7 +9,8 @@ import pytest
 from redis import Redis
 from rq import SimpleWorker
 
-from worker import jobs, keys, registry, runner
+from store import keys, registry
+from worker import jobs, runner
 from worker.cache import ModelCache, NoModel
 
 

@@ -10,7 +10,7 @@ from numpy.typing import NDArray
 from redis import Redis
 
 import model
-from worker import registry
+from store import registry
 
 log = logging.getLogger(__name__)
 

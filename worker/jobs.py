@@ -1,7 +1,7 @@
 """RQ job functions: the worker's side of a prediction. The API enqueues them by name.
 
 Jobs carry only ids and TTLs (JSON); pixels and results travel as raw bytes under the keys
-in `worker.keys`. Exceptions propagate so RQ marks the job failed; the failure callbacks
+in `store.keys`. Exceptions propagate so RQ marks the job failed; the failure callbacks
 leave a message the API can show.
 """
 
@@ -14,7 +14,7 @@ from redis import Redis
 from rq import get_current_job
 from rq.job import Job
 
-from worker import batches, codec, groups, keys, results
+from store import batches, codec, groups, keys, results
 from worker.cache import ModelCache, NoModel
 
 # One per process: the worker fills it before its loop (`preload`) and every job reuses it.
@@ -51,7 +51,7 @@ def predict(job_id: str, ttl: int) -> dict[str, Any]:
 
 
 def predict_group(group_id: str, ttl: int) -> dict[str, Any]:
-    """Label a micro-batch group (worker.groups); store each member's share under its id."""
+    """Label a micro-batch group (store.groups); store each member's share under its id."""
     connection = _connection()
     group = groups.claim(connection, group_id)
     network, version = CACHE.get(connection, group.current_model)

@@ -20,7 +20,7 @@ from rq.serializers import Serializer
 from rq.timeouts import BaseDeathPenalty
 from rq.utils import as_text
 
-from worker import lua
+from store import lua
 
 # Longest single wait on an idle predict queue: batch chunks that arrive meanwhile are
 # taken at most this late, since one blocking move can watch only one queue. An idle

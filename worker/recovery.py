@@ -19,7 +19,6 @@ import threading
 import time
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -31,25 +30,13 @@ from rq.registry import FailedJobRegistry
 from rq.utils import parse_composite_key
 from rq.worker import BaseWorker
 
-from worker import codec, keys, lua
+from store import codec, keys
+from store.liveness import BEAT_INTERVAL, DEAD_AFTER, beat, dead_workers, texts
 
-BEAT_INTERVAL = 1.0  # seconds between beats
-DEAD_AFTER = 5.0  # seconds without a beat after which a worker is dead
 SWEEP_INTERVAL = 2.0  # seconds between sweeps, across all workers
 MAX_RECOVERIES = 2  # re-runs of a job whose worker died, before it fails
-BEATS_TTL = 86_400  # the beats set goes when no worker has beaten for this long
 RECONNECT_DELAYS = (0.5, 1.0, 2.0, 4.0, 5.0)  # seconds between tries to reach Redis again
 ENDED = {JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED}
-
-# KEYS: beats set. ARGV: worker name, set TTL. Redis's clock: workers' clocks may disagree.
-_BEAT = lua.script(
-    """
-local now = redis.call('TIME')
-redis.call('ZADD', KEYS[1], now[1] + now[2] / 1000000, ARGV[1])
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-return now[1]
-"""
-)
 
 log = logging.getLogger(__name__)
 
@@ -100,16 +87,6 @@ class Lifeline:
         return bool(lock)
 
 
-def beat(connection: Redis, worker_name: str) -> None:
-    """Record that the worker is alive now."""
-    lua.run(connection, _BEAT, [keys.WORKER_BEATS], [worker_name, BEATS_TTL])
-
-
-def dead_workers(connection: Redis, now: float) -> set[str]:
-    """Return the names of beating workers that have not beaten for DEAD_AFTER seconds."""
-    return _texts(connection.zrangebyscore(keys.WORKER_BEATS, 0, now - DEAD_AFTER))
-
-
 def sweep(connection: Redis, queues: Sequence[Queue]) -> list[str]:
     """Queue again the jobs dead workers had taken; return their ids.
 
@@ -119,11 +96,11 @@ def sweep(connection: Redis, queues: Sequence[Queue]) -> list[str]:
     seconds, microseconds = connection.time()
     now = seconds + microseconds / 1e6
     dead = dead_workers(connection, now)
-    beating = _texts(connection.zrange(keys.WORKER_BEATS, 0, -1))
+    beating = texts(connection.zrange(keys.WORKER_BEATS, 0, -1))
     recovered = []
     for queue in queues:
         # Claimed before started: a job moves from the first to the second, never back.
-        claimed = _texts(connection.lrange(queue.intermediate_queue_key, 0, -1))
+        claimed = texts(connection.lrange(queue.intermediate_queue_key, 0, -1))
         started = _started(connection, queue)
         for job_id, execution in started.items():
             owner = connection.hget(execution.key, "worker_name")
@@ -153,7 +130,7 @@ def _forget(connection: Redis, dead: set[str]) -> None:
 def _started(connection: Redis, queue: Queue) -> dict[str, Execution]:
     """Map the id of each job the queue's started registry holds to its execution."""
     found = {}
-    for entry in _texts(connection.zrange(queue.started_job_registry.key, 0, -1)):
+    for entry in texts(connection.zrange(queue.started_job_registry.key, 0, -1)):
         job_id, execution_id = parse_composite_key(entry)
         found[job_id] = Execution(execution_id, job_id, connection=connection)
     return found
@@ -164,10 +141,6 @@ def _unstarted_since(connection: Redis, job_id: str, now: float) -> float:
     key = keys.job_orphaned(job_id)
     connection.set(key, repr(now), nx=True, ex=int(DEAD_AFTER * 10))
     return float(connection.get(key) or now)
-
-
-def _texts(members: Any) -> set[str]:
-    return {codec.text(member) for member in members}
 
 
 def _is_dead(connection: Redis, name: str, dead: set[str], beating: set[str]) -> bool:

@@ -16,7 +16,8 @@ from rq.serializers import JSONSerializer
 from rq.utils import now
 from threadpoolctl import threadpool_limits
 
-from worker import jobs, jobstats, keys, recovery
+from store import jobstats, keys
+from worker import jobs, recovery
 from worker.queues import ClaimingQueue
 
 # An idle worker's RQ key expires WORKER_TTL + 60 s after its last heartbeat; /readyz stops

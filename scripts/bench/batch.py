@@ -21,7 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 import model
-from model.kaggle_csv import write_kaggle_csv
+from formats.kaggle_csv import write_kaggle_csv
 from scripts.bench.report import load_average, median, write_section
 from scripts.bench.service import ROOT, measure_csv
 from scripts.bench.stack import SERVED_WEIGHTS, stack

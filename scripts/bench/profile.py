@@ -38,7 +38,7 @@ CATEGORIES: dict[str, list[tuple[str, tuple[str, ...]]]] = {
     "api": [
         ("parse and check the JSON body (api/payload.py)", ("api/payload.py",)),
         ("group and enqueue: join or RQ job (api/microbatch.py)", ("api/microbatch.py",)),
-        ("wait for the answer: BLPOP (worker/results.py)", ("worker/results.py",)),
+        ("wait for the answer: BLPOP (store/results.py)", ("store/results.py",)),
         ("access log, metrics, auth", ("api/access.py", "api/metrics.py", "api/auth.py")),
         ("view: other (api/)", ("(api/",)),
         ("Flask and werkzeug", ("flask/", "werkzeug/")),
@@ -48,8 +48,8 @@ CATEGORIES: dict[str, list[tuple[str, tuple[str, ...]]]] = {
         ("model forward pass (model/)", ("(model/",)),
         ("RQ: dequeue, waiting for a job", ("dequeue_job_and_maintain_ttl",)),
         ("waiting for Redis replies", ("_read_from_socket", "SocketBuffer.readline")),
-        ("claim group, write answers (worker/groups.py, results.py)", ("worker/jobs.py",)),
-        ("job line and counters (worker/jobstats.py)", ("worker/jobstats.py",)),
+        ("claim group, write answers (store/groups.py, results.py)", ("worker/jobs.py",)),
+        ("job line and counters (store/jobstats.py)", ("store/jobstats.py",)),
         ("RQ: job bookkeeping (started, finished, registries)", ("rq/",)),
     ],
 }

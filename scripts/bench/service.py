@@ -39,7 +39,7 @@ from redis import Redis
 from threadpoolctl import threadpool_limits
 
 import model
-from model.kaggle_csv import read_kaggle_csv, write_kaggle_csv
+from formats.kaggle_csv import read_kaggle_csv, write_kaggle_csv
 from scripts.bench.report import load_average, median, write_section
 from scripts.registry import publish_file
 from scripts.serve import SHIPPED_WEIGHTS, WEIGHTS_DIR

@@ -14,7 +14,7 @@ from numpy.typing import NDArray
 from redis import Redis
 from redis.client import Pipeline
 
-from worker import codec, keys
+from store import codec, keys
 
 ERROR = b"error"
 # A caller starts waiting right after queueing the job; a push nobody took within this

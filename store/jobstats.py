@@ -19,7 +19,7 @@ from redis.client import Pipeline
 from redis.exceptions import RedisError
 from rq.job import Job
 
-from worker import codec, keys, logs
+from store import codec, keys, logs
 
 log = logging.getLogger(__name__)
 

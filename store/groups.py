@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 from redis import Redis
 from redis.client import Pipeline
 
-from worker import codec, keys, lua
+from store import codec, keys, lua
 
 # (job id, (n, 784) uint8 pixels) of each member, in arrival order.
 Members = Sequence[tuple[str, NDArray[np.uint8]]]

@@ -13,8 +13,8 @@ from typing import Any
 import orjson
 from redis import Redis
 
-from worker import codec, keys
-from worker.batches import now
+from store import codec, keys
+from store.batches import now
 
 
 class UnknownModel(KeyError):

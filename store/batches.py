@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 from redis import Redis
 from redis.client import Pipeline
 
-from worker import codec, keys, lua
+from store import codec, keys, lua
 
 # KEYS: record, done set, versions set, labels, pixels, truth
 # ARGV: chunk, rows, correct, model version, label bytes, ttl, now

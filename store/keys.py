@@ -44,7 +44,7 @@ def job_orphaned(job_id: str) -> str:
 
 
 def job_group(job_id: str) -> str:
-    """Key naming the micro-batch group (its job's id) a sync request joined (worker.groups)."""
+    """Key naming the micro-batch group (its job's id) a sync request joined (store.groups)."""
     return f"{PREFIX}job:{job_id}:group"
 
 
