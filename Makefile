@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 all: test
 
 $(PY):
-	python3 -m venv $(VENV)
+	python3 -m venv $(VENV) || { rm -rf $(VENV) && bash tests/system-deps.sh =python3-venv && python3 -m venv $(VENV); }
 	$(PY) -m pip install --quiet --upgrade pip
 
 $(STAMP): pyproject.toml | $(PY)
@@ -25,7 +25,9 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy api formats store worker scripts
 
+# The browser tests drive Debian's Chromium; the suite starts its own redis-server.
 test: lint
+	bash tests/system-deps.sh /usr/bin/chromium=chromium /usr/bin/chromedriver=chromium-driver
 	$(PY) -m pytest
 
 clean:

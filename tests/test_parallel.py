@@ -8,6 +8,7 @@ from contextlib import nullcontext
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_info, threadpool_limits
+from tolerances import PROBABILITY_RTOL
 
 import model
 from model import parallel
@@ -55,8 +56,12 @@ def test_parts_in_threads_give_what_one_pass_gives(make, x_shape, y_shape) -> No
             split = run_layer(make(), X, dY)
     assert seen  # the batch was split (3 parts of >= 8 examples each)
     for one, many in zip(alone, split, strict=True):
-        # Weight gradients are summed part by part: float32 rounding, nothing more.
-        np.testing.assert_allclose(many, one, rtol=1e-4, atol=1e-6 * np.abs(one).max())
+        # Weight gradients are summed part by part: float32 rounding of sums over the batch,
+        # bounded like the network's sums (tests/tolerances.py); near-zero entries are
+        # compared against the largest one, the scale their rounding errors have.
+        np.testing.assert_allclose(
+            many, one, rtol=PROBABILITY_RTOL, atol=PROBABILITY_RTOL * 1e-2 * np.abs(one).max()
+        )
 
 
 def test_work_runs_in_the_pool_only_inside_use() -> None:
