@@ -10,7 +10,7 @@ from redis import Redis
 from rq import Queue
 from rq.serializers import JSONSerializer
 
-from store import keys
+from store import connection, keys
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class Services:
 
 def connect(config: dict[str, Any]) -> Services:
     """Create the Redis client (lazy: nothing is sent until used) and the queues."""
-    redis = Redis.from_url(
+    redis = connection.connect(
         config["REDIS_URL"],
         socket_connect_timeout=2,
         # A blocking read waits up to DIGITS_MAX_WAIT; anything slower is a dead server.

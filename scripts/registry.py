@@ -10,6 +10,7 @@ from pathlib import Path
 from redis import Redis
 
 from store import registry
+from store.connection import connect
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -67,7 +68,7 @@ def publish_file(connection: Redis, path: Path, activate: bool = False) -> str:
 
 def publish_command(args: argparse.Namespace) -> int:
     """Run `digits publish`."""
-    connection = Redis.from_url(args.redis_url)
+    connection = connect(args.redis_url)
     activate = args.activate or (args.activate_if_none and registry.current(connection) is None)
     try:
         version = publish_file(connection, args.path, activate)
@@ -80,7 +81,7 @@ def publish_command(args: argparse.Namespace) -> int:
 
 def models_command(args: argparse.Namespace) -> int:
     """Run `digits models`."""
-    connection = Redis.from_url(args.redis_url)
+    connection = connect(args.redis_url)
     current = registry.current(connection)
     refused = registry.refusals(connection)
     for record in registry.records(connection):
@@ -95,7 +96,7 @@ def models_command(args: argparse.Namespace) -> int:
 
 def activate_command(args: argparse.Namespace) -> int:
     """Run `digits activate`."""
-    connection = Redis.from_url(args.redis_url)
+    connection = connect(args.redis_url)
     try:
         previous = registry.activate(connection, args.version)
     except registry.UnknownModel:

@@ -27,6 +27,7 @@ from redis.exceptions import RedisError
 from scripts import metrics_dir
 from scripts.registry import DEFAULT_REDIS_URL, publish_file
 from store import logs, registry
+from store.connection import connect
 
 LOCAL_REDIS_URL = "redis://127.0.0.1:6379/0"
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "model" / "weights"
@@ -145,7 +146,7 @@ def worker_command(args: argparse.Namespace) -> int:
     logs.configure(args.log_level)
     logging.getLogger("worker").info("worker on Redis %s", logs.mask(args.redis_url))
     runner.run(
-        Redis.from_url(args.redis_url),
+        connect(args.redis_url),
         burst=args.burst,
         # RQ logs three lines per job; the JSON job line (store/jobstats.py) replaces them.
         logging_level="DEBUG" if args.log_level.upper() == "DEBUG" else "WARNING",
@@ -161,7 +162,7 @@ def up_command(args: argparse.Namespace) -> int:
         signal.signal(signum, _setter(stop))
     with redis_server(os.environ.get("REDIS_URL"), LOCAL_REDIS_URL, args.data_dir) as url:
         try:
-            version = ensure_model(Redis.from_url(url), WEIGHTS_DIR)
+            version = ensure_model(connect(url), WEIGHTS_DIR)
         except (LookupError, ValueError, OSError) as error:
             print(f"digits up: {error}", file=sys.stderr)
             return 1
@@ -230,7 +231,7 @@ def redis_server(env_url: str | None, local_url: str, data_dir: Path) -> Iterato
 
 def _answers(url: str) -> bool:
     try:
-        return bool(Redis.from_url(url, socket_connect_timeout=0.5).ping())
+        return bool(connect(url, socket_connect_timeout=0.5).ping())
     except RedisError:
         return False
 

@@ -35,6 +35,7 @@ from redis import Redis
 
 from formats.kaggle_csv import PIXEL_NAMES
 from scripts.bench.report import write_section
+from store.connection import connect
 
 if TYPE_CHECKING:  # psutil comes with the dev and bench extras, not with the service
     import psutil
@@ -212,7 +213,7 @@ def soak(running: Stack, seconds: float, clients: int) -> tuple[Answers, list[Sa
     for thread in threads:
         thread.start()
     samples = []
-    redis = Redis.from_url(running.redis_url)
+    redis = connect(running.redis_url)
     while time.monotonic() < until:
         samples.append(sample(running, redis, time.monotonic() - started))
         print(f"{samples[-1].at:6.0f} s  {answers.total():8d} answers  {samples[-1].rss}")

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
@@ -92,9 +92,12 @@ def stop(processes: list[subprocess.Popen[bytes]]) -> None:
 class RedisServer:
     """A private redis-server with the production persistence settings (AOF, every second)."""
 
-    def __init__(self, directory: Path, port: int | None = None) -> None:
+    def __init__(
+        self, directory: Path, port: int | None = None, options: Sequence[str] = ()
+    ) -> None:
         self.directory = directory
         self.port = port or free_port()
+        self.options = list(options)  # more redis-server flags, e.g. --replicaof HOST PORT
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -114,6 +117,7 @@ class RedisServer:
                 "--appendfsync", "everysec",
                 "--save", "",
                 "--maxmemory-policy", "noeviction",
+                *self.options,
             ],
             stdout=subprocess.DEVNULL,
         )  # fmt: skip

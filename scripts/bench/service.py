@@ -35,7 +35,6 @@ from typing import Any
 import numpy as np
 import orjson
 from numpy.typing import NDArray
-from redis import Redis
 from threadpoolctl import threadpool_limits
 
 import model
@@ -44,6 +43,7 @@ from scripts.bench.report import load_average, median, write_section
 from scripts.registry import publish_file
 from scripts.serve import SHIPPED_WEIGHTS, WEIGHTS_DIR
 from scripts.submit import submit
+from store.connection import connect
 
 ROOT = Path(__file__).resolve().parents[2]
 P50_TARGET, P99_TARGET = 5.0, 15.0  # ms, one client, single image (the service had 10 ms p50)
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         csv = work / "test.csv"
         write_kaggle_csv(csv, test_pixels(args.rows))
         with private_redis() as redis_url:
-            publish_file(Redis.from_url(redis_url), weights, activate=True)
+            publish_file(connect(redis_url), weights, activate=True)
             with service(redis_url, args.workers) as url:
                 csv_times = measure_csv(csv, work, url, network, args.runs)
                 latency = measure_latency(url, args.runs, args.requests)
@@ -118,7 +118,7 @@ def private_redis() -> Iterator[str]:
 
 def _pings(url: str) -> bool:
     try:
-        return bool(Redis.from_url(url).ping())
+        return bool(connect(url).ping())
     except Exception:
         return False
 

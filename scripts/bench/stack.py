@@ -18,11 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from redis import Redis
-
 from scripts.bench.service import ROOT, free_port, private_redis
 from scripts.registry import publish_file
 from scripts.serve import WEIGHTS_DIR
+from store.connection import connect
 
 if TYPE_CHECKING:
     import psutil  # the `bench` extra; `digits` itself starts without it
@@ -99,7 +98,7 @@ def stack(
 ) -> Iterator[Stack]:
     """Run a private redis-server and `digits up --workers N` with `settings` in the environment."""
     with private_redis() as redis_url, tempfile.TemporaryFile("w+") as log:
-        publish_file(Redis.from_url(redis_url), weights, activate=True)
+        publish_file(connect(redis_url), weights, activate=True)
         port = free_port()
         up = subprocess.Popen(
             [sys.executable, "-m", "scripts.cli", "up", "--workers", str(workers)]

@@ -17,11 +17,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
-from redis import Redis
 from rq import Queue
 from rq.serializers import JSONSerializer
 
 from scripts.bench.service import ROOT, _wait_for, private_redis
+from store.connection import connect
 
 QUEUE = "stock"
 WORKER_CLASSES = {"SimpleWorker": "rq.worker.SimpleWorker", "Worker": "rq.worker.Worker"}
@@ -63,7 +63,7 @@ def stock_rq(worker_class: str = "SimpleWorker") -> Iterator[Queue]:
             command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         try:
-            connection = Redis.from_url(redis_url)
+            connection = connect(redis_url)
             _wait_for(
                 lambda: connection.scard("rq:workers") > 0, "the stock RQ worker did not start"
             )

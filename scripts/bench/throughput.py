@@ -27,13 +27,13 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from redis import Redis
 from rq import Worker
 
 from scripts.bench.report import load_average, median, write_section
 from scripts.bench.service import ROOT, test_pixels
 from scripts.bench.stack import ROLES, Stack, stack
 from scripts.bench.stock_rq import Sequential, run_jobs, stock_rq
+from store.connection import connect
 
 LUA = ROOT / "scripts" / "bench" / "wrk" / "predict.lua"
 IMAGES = 1_000  # distinct request bodies the connections cycle through
@@ -173,7 +173,7 @@ def hot_path(service: Stack, pids_before: set[int]) -> HotPath:
 
 def rq_jobs(service: Stack) -> int:
     """Count the jobs the service's workers have run so far (RQ's own counters)."""
-    workers = Worker.all(connection=Redis.from_url(service.redis_url))
+    workers = Worker.all(connection=connect(service.redis_url))
     return sum(worker.successful_job_count + worker.failed_job_count for worker in workers)
 
 
