@@ -25,11 +25,11 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy api formats store worker scripts
 
-# The browser tests drive Debian's Chromium, the failover tests Debian's redis-sentinel; the
-# suite starts its own redis-server.
+# The browser tests drive Debian's Chromium, the failover tests Debian's redis-sentinel, the
+# multi-host test iproute2's `ip`; the suite starts its own redis-server.
 test: lint
 	bash tests/system-deps.sh /usr/bin/chromium=chromium /usr/bin/chromedriver=chromium-driver \
-		redis-sentinel=redis-sentinel
+		redis-sentinel=redis-sentinel ip=iproute2
 	$(PY) -m pytest
 
 clean:
