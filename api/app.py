@@ -20,12 +20,22 @@ from api import (
     models,
     openapi,
     services,
+    streams,
 )
 from api import config as settings
 from api.encoding import OrjsonProvider
 from store import logs
 
-BLUEPRINTS = (health.bp, jobs.bp, batches.bp, models.bp, openapi.bp, images.bp, metrics.bp)
+BLUEPRINTS = (
+    health.bp,
+    jobs.bp,
+    batches.bp,
+    models.bp,
+    openapi.bp,
+    images.bp,
+    metrics.bp,
+    streams.bp,
+)
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:

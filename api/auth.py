@@ -31,7 +31,8 @@ from api.services import services
 
 EXTENSION = "digits.auth"
 PROTECTED = "/v1/"
-ADMIN_ENDPOINTS = frozenset({"models.activate"})  # the routes that switch the model
+# The routes that switch the model or create a stream.
+ADMIN_ENDPOINTS = frozenset({"models.activate", "streams.create_stream"})
 REALM = 'Bearer realm="digits"'
 
 
@@ -132,9 +133,12 @@ def _unauthorized(presented: bool, admin_route: bool) -> ApiError:
 
 def _forbidden(rules: Policy) -> ApiError:
     if not any(key.admin for key in rules.keys):
-        message = "no admin key is configured (DIGITS_ADMIN_KEYS): use `digits activate`"
+        message = (
+            "no admin key is configured (DIGITS_ADMIN_KEYS): use `digits activate` to switch "
+            "the model, DIGITS_STREAMS to declare streams"
+        )
     else:
-        message = "switching the model needs an admin key, not an API key"
+        message = "switching the model or creating a stream needs an admin key, not an API key"
     return ApiError(403, "forbidden", message)
 
 

@@ -6,6 +6,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from store import streams
+
 DEFAULTS: dict[str, Any] = {
     "REDIS_URL": "redis://127.0.0.1:6379/0",
     "MAX_CONTENT_LENGTH": 100 * 1024 * 1024,  # bytes per request; a Kaggle test.csv is ~50 MB
@@ -25,6 +27,10 @@ DEFAULTS: dict[str, Any] = {
     "DIGITS_API_KEYS": "",  # comma-separated keys /v1 requires (api/auth.py); empty: open
     "DIGITS_ADMIN_KEYS": "",  # comma-separated keys that may also switch the model
     "DIGITS_RATE_LIMIT": "",  # requests per key or client address, e.g. 100/s; empty: off
+    "DIGITS_STREAMS": "",  # comma-separated stream names that exist without POST /v1/streams/NAME
+    "DIGITS_STREAM_MAXLEN": streams.DEFAULT_MAXLEN,  # answers kept per stream (MAXLEN ~)
+    "DIGITS_STREAM_WAIT": 30.0,  # idle seconds after which GET /v1/streams/NAME/out ends
+    "DIGITS_STREAM_MAX_WAIT": 3_600.0,  # largest ?wait= of GET /v1/streams/NAME/out
     "DIGITS_LOG_LEVEL": "INFO",  # the JSON request and job lines are INFO
 }
 

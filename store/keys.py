@@ -95,3 +95,22 @@ METRICS_JOBS = PREFIX + "metrics:jobs"  # hash: per-queue job counters and histo
 def rate_limit(identity: str) -> str:
     """Key of the request budget of an API key id or a client address (expires when full)."""
     return f"{PREFIX}ratelimit:{identity}"
+
+
+# Streams (store.streams): persistent like the registry, each bounded by MAXLEN instead of a TTL.
+STREAMS = PREFIX + "streams"  # hash: stream name -> JSON settings of a stream made over HTTP
+
+
+def stream_in(name: str) -> str:
+    """Key of a stream's inputs: producers XADD here, workers read it through a consumer group."""
+    return f"{PREFIX}stream:{name}:in"
+
+
+def stream_out(name: str) -> str:
+    """Key of a stream's answers: one entry per input, trimmed with MAXLEN ~."""
+    return f"{PREFIX}stream:{name}:out"
+
+
+def stream_dead(name: str) -> str:
+    """Key of a stream's dead letters: inputs delivered too often without an answer."""
+    return f"{PREFIX}stream:{name}:dead"

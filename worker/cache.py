@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Protocol
 
 import numpy as np
@@ -26,9 +27,14 @@ class NoModel(LookupError):
 
 
 class ModelCache:
-    """Hold the network of the current version; refuse versions that fail to load."""
+    """Hold the network of the current version; refuse versions that fail to load.
+
+    `lock` is held by whoever uses the network (an RQ job, the stream consumer): one forward
+    pass at a time per process, since each worker process is one core's worth of work.
+    """
 
     def __init__(self) -> None:
+        self.lock = threading.Lock()
         self.network: Network | None = None
         self.version: str | None = None
         self.refused: set[str] = set()

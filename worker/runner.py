@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from contextlib import AbstractContextManager, nullcontext
 from datetime import timedelta
 
 from redis import Redis
@@ -17,7 +18,7 @@ from rq.utils import now
 from threadpoolctl import threadpool_limits
 
 from store import jobstats, keys
-from worker import jobs, recovery
+from worker import jobs, recovery, streams
 from worker.queues import ClaimingQueue
 
 # An idle worker's RQ key expires WORKER_TTL + 60 s after its last heartbeat; /readyz stops
@@ -65,7 +66,8 @@ class Worker(SimpleWorker):
 
     def perform_job(self, job: Job, queue: Queue) -> bool:
         """Run the job, then log its line and add it to the service's job counters."""
-        finished = super().perform_job(job, queue)
+        with jobs.CACHE.lock:  # the stream consumer waits (worker.streams)
+            finished = super().perform_job(job, queue)
         jobstats.report(self.connection, jobstats.measure(job, finished))
         return finished
 
@@ -113,7 +115,7 @@ def _work_once(connection: Redis, burst: bool, logging_level: str) -> tuple[bool
         worker = build(connection)  # RQ asks Redis about the connection already
         version = jobs.preload(connection)
         log.info("worker starting with model %s", version or "(none active yet)")
-        with recovery.Lifeline(connection, worker):
+        with recovery.Lifeline(connection, worker), _streams(connection, worker.name, burst):
             return worker.work(burst=burst, logging_level=logging_level), worker.stopping
     except RedisError as error:
         log.error("worker lost Redis: %s", error)
@@ -121,6 +123,11 @@ def _work_once(connection: Redis, burst: bool, logging_level: str) -> tuple[bool
     finally:
         if worker is not None:
             _retire(worker)
+
+
+def _streams(connection: Redis, name: str, burst: bool) -> AbstractContextManager[None]:
+    """Consume the streams beside the RQ loop, except in burst mode (queues only)."""
+    return nullcontext() if burst else streams.consuming(connection, name)
 
 
 def _retire(worker: Worker) -> None:

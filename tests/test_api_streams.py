@@ -1,0 +1,199 @@
+"""Streams over HTTP: create, add NDJSON or CSV, follow answers as NDJSON or SSE."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from flask.testing import FlaskClient
+from redis import Redis
+
+from api import create_app, stream_input
+from formats.kaggle_csv import PIXEL_NAMES
+from store import keys
+from worker import streams as consumer
+from worker.streams import Settings
+
+
+def ndjson(pixels: np.ndarray, ids: bool = True) -> bytes:
+    return b"".join(
+        json.dumps({"pixels": row.tolist(), **({"id": f"n{n}"} if ids else {})}).encode() + b"\n"
+        for n, row in enumerate(pixels)
+    )
+
+
+def kaggle_csv(pixels: np.ndarray) -> bytes:
+    rows = [",".join(PIXEL_NAMES)] + [",".join(map(str, row)) for row in pixels.tolist()]
+    return "\n".join(rows).encode() + b"\n"
+
+
+def lines(body: bytes) -> list[dict]:
+    return [json.loads(line) for line in body.splitlines() if line.strip()]
+
+
+def sse_events(body: bytes) -> list[tuple[str, dict]]:
+    events = []
+    for block in body.decode().split("\n\n"):
+        fields = dict(
+            line.split(": ", 1) for line in block.splitlines() if not line.startswith(":")
+        )
+        if "data" in fields:
+            events.append((fields["id"], json.loads(fields["data"])))
+    return events
+
+
+@pytest.fixture
+def scanner(client: FlaskClient) -> str:
+    assert client.post("/v1/streams/scanner").status_code == 201
+    return "scanner"
+
+
+def test_create_is_idempotent_and_names_are_checked(client: FlaskClient) -> None:
+    created = client.post("/v1/streams/forms", json={"maxlen": 500})
+    assert created.status_code == 201 and created.json["name"] == "forms"
+    assert created.headers["Location"].endswith("/v1/streams/forms")
+    again = client.post("/v1/streams/forms")
+    assert again.status_code == 200 and again.json["answers"] == 0
+    assert client.post("/v1/streams/a:b").json["error"]["code"] == "invalid_stream_name"
+    assert client.post("/v1/streams/x", json={"maxlen": 0}).status_code == 400
+    for url in ("/v1/streams/nope", "/v1/streams/nope/out?wait=0"):
+        missing = client.get(url)
+        assert (
+            missing.status_code == 404
+            and "POST /v1/streams/nope" in missing.json["error"]["message"]
+        )
+    assert (
+        client.post(
+            "/v1/streams/nope/in", data=b"{}", content_type="application/x-ndjson"
+        ).status_code
+        == 404
+    )
+
+
+def test_creating_a_stream_needs_an_admin_key_when_keys_are_on(
+    redis_conn: Redis, redis_url: str
+) -> None:
+    app = create_app(
+        {"REDIS_URL": redis_url, "DIGITS_API_KEYS": "user", "DIGITS_ADMIN_KEYS": "boss"}
+    )
+    client = app.test_client()
+    assert client.post("/v1/streams/s").status_code == 401
+    user = client.post("/v1/streams/s", headers={"Authorization": "Bearer user"})
+    assert user.status_code == 403 and "creating a stream" in user.json["error"]["message"]
+    assert client.post("/v1/streams/s", headers={"Authorization": "Bearer boss"}).status_code == 201
+    body = ndjson(np.zeros((1, 784), np.uint8))
+    added = client.post(
+        "/v1/streams/s/in", data=body, content_type="application/x-ndjson",
+        headers={"Authorization": "Bearer user"},
+    )  # fmt: skip
+    assert added.status_code == 202
+
+
+def test_ndjson_in_answers_out_in_order(
+    client: FlaskClient,
+    scanner: str,
+    redis_conn: Redis,
+    service,
+    published: dict,
+    pixels: np.ndarray,
+) -> None:
+    added = client.post(
+        "/v1/streams/scanner/in", data=ndjson(pixels), content_type="application/x-ndjson"
+    )
+    assert added.status_code == 202 and added.json["count"] == len(pixels)
+    in_ids = [i.decode() for i, _ in redis_conn.xrange(keys.stream_in("scanner"))]
+    assert (added.json["first_id"], added.json["last_id"]) == (in_ids[0], in_ids[-1])
+    consumer.drain(redis_conn, "w", Settings())
+
+    out = client.get("/v1/streams/scanner/out?count=100&wait=5")
+    assert out.mimetype == "application/x-ndjson"
+    answers = lines(out.data)
+    assert [a["in_id"] for a in answers] == in_ids
+    assert [a["id"] for a in answers] == [f"n{n}" for n in range(len(pixels))]
+    assert [a["label"] for a in answers] == service.labels("a", pixels)
+    assert all(a["model_version"] == published["a"] for a in answers)
+    later = client.get(f"/v1/streams/scanner/out?after={answers[49]['out_id']}&count=50&wait=5")
+    assert [a["in_id"] for a in lines(later.data)] == in_ids[50:]
+
+
+def test_a_kaggle_csv_body_is_one_input_per_row(
+    client: FlaskClient,
+    scanner: str,
+    redis_conn: Redis,
+    service,
+    published: dict,
+    pixels: np.ndarray,
+) -> None:
+    body = kaggle_csv(pixels[:30])
+    added = client.post("/v1/streams/scanner/in", data=body, content_type="text/csv")
+    assert added.status_code == 202 and added.json["count"] == 30
+    consumer.drain(redis_conn, "w", Settings())
+    answers = lines(client.get("/v1/streams/scanner/out?count=30&wait=5").data)
+    assert [a["label"] for a in answers] == service.labels("a", pixels[:30])
+    assert all("id" not in a for a in answers)
+
+
+def test_a_bad_line_says_where_and_what_was_added_before_it(
+    client: FlaskClient,
+    scanner: str,
+    redis_conn: Redis,
+    pixels: np.ndarray,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(stream_input, "BLOCK_LINES", 2)
+    rows = ndjson(pixels[:5]).splitlines(keepends=True)
+    rows[2] = b'{"pixels": [1, 2, 3]}\n'
+    bad = client.post(
+        "/v1/streams/scanner/in", data=b"".join(rows), content_type="application/x-ndjson"
+    )
+    assert bad.status_code == 422 and bad.json["error"]["code"] == "invalid_line"
+    message = bad.json["error"]["message"]
+    assert message.startswith("line 3: pixels has 3 values, expected 784")
+    assert "the 2 inputs before it were added" in message
+    assert redis_conn.xlen(keys.stream_in("scanner")) == 2
+
+    rows = kaggle_csv(pixels[:5]).splitlines(keepends=True)
+    rows[4] = b"1,2\n"  # the fourth data row
+    csv = b"".join(rows)
+    bad_csv = client.post("/v1/streams/scanner/in", data=csv, content_type="text/csv")
+    assert bad_csv.status_code == 422 and "row 4" in bad_csv.json["error"]["message"]
+    for body, kind in ((b"", "application/x-ndjson"), (b"not json\n", "application/x-ndjson")):
+        assert (
+            client.post("/v1/streams/scanner/in", data=body, content_type=kind).status_code == 422
+        )
+    assert (
+        client.post("/v1/streams/scanner/in", data=b"x", content_type="text/plain").status_code
+        == 415
+    )
+
+
+def test_sse_resumes_from_last_event_id(
+    client: FlaskClient, scanner: str, redis_conn: Redis, published: dict, pixels: np.ndarray
+) -> None:
+    client.post(
+        "/v1/streams/scanner/in", data=ndjson(pixels[:6]), content_type="application/x-ndjson"
+    )
+    consumer.drain(redis_conn, "w", Settings())
+    sse = {"Accept": "text/event-stream"}
+    first = client.get("/v1/streams/scanner/out?count=2&wait=5", headers=sse)
+    assert first.mimetype == "text/event-stream"
+    events = sse_events(first.data)
+    assert [data["id"] for _, data in events] == ["n0", "n1"]
+    rest = client.get(
+        "/v1/streams/scanner/out?wait=0.3", headers=sse | {"Last-Event-ID": events[-1][0]}
+    )
+    assert [data["id"] for _, data in sse_events(rest.data)] == ["n2", "n3", "n4", "n5"]
+
+
+def test_following_ends_after_wait_idle_seconds(client: FlaskClient, scanner: str) -> None:
+    quiet = client.get("/v1/streams/scanner/out?wait=0.2")
+    assert quiet.status_code == 200 and lines(quiet.data) == []
+    for query in ("after=yesterday", "count=0", "wait=-1"):
+        assert client.get(f"/v1/streams/scanner/out?{query}").status_code == 400
+
+
+def test_listed_streams_exist_without_creation(redis_conn: Redis, redis_url: str) -> None:
+    client = create_app({"REDIS_URL": redis_url, "DIGITS_STREAMS": "camera,forms"}).test_client()
+    assert client.get("/v1/streams/forms").status_code == 200
+    assert client.get("/v1/streams/other").status_code == 404

@@ -1,0 +1,139 @@
+"""Streams: one answer per input, written once, acknowledged after; dead letters; bad entries."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from redis import Redis
+
+from store import keys, streams
+from worker import streams as consumer
+from worker.streams import Consumer, Settings
+
+
+def add_all(redis_conn: Redis, name: str, pixels: np.ndarray) -> list[str]:
+    """XADD one entry per image, with `id` img-<n>; return the entry ids."""
+    pipe = redis_conn.pipeline()
+    for n, row in enumerate(pixels):
+        streams.add(pipe, name, {"pixels": row.tobytes(), "id": f"img-{n}"})
+    return [entry_id.decode() for entry_id in pipe.execute()]
+
+
+def outputs(redis_conn: Redis, name: str) -> list[dict]:
+    return [streams.decode_answer(fields) for _, fields in redis_conn.xrange(keys.stream_out(name))]
+
+
+def test_create_is_idempotent_and_names_are_checked(redis_conn: Redis) -> None:
+    assert streams.create(redis_conn, "scanner-1") is True
+    assert streams.create(redis_conn, "scanner-1") is False
+    assert streams.exists(redis_conn, "scanner-1", [])
+    assert streams.exists(redis_conn, "listed", ["listed"])
+    assert not streams.exists(redis_conn, "other", ["listed"])
+    for bad in ("", "a b", "a:b", "x" * 101, "é"):
+        with pytest.raises(streams.StreamNameError, match="letters, digits"):
+            streams.check_name(bad)
+
+
+def test_every_input_gets_one_answer_and_is_deleted(
+    redis_conn: Redis, service, published: dict, pixels: np.ndarray
+) -> None:
+    streams.create(redis_conn, "s")
+    in_ids = add_all(redis_conn, "s", pixels)
+    assert consumer.drain(redis_conn, "w1", Settings()) == len(pixels)
+
+    answers = outputs(redis_conn, "s")
+    assert [a["in_id"] for a in answers] == in_ids
+    assert [a["id"] for a in answers] == [f"img-{n}" for n in range(len(pixels))]
+    assert [a["label"] for a in answers] == service.labels("a", pixels)
+    assert {a["model_version"] for a in answers} == {published["a"]}
+    for answer in answers:
+        assert len(answer["probabilities"]) == 10
+        # 6 significant digits each (float32 carries ~7), so the sum is 1 within 10 * 5e-7.
+        assert sum(answer["probabilities"]) == pytest.approx(1, abs=1e-5)
+        assert answer["confidence"] == max(answer["probabilities"])
+    assert redis_conn.xlen(keys.stream_in("s")) == 0
+    assert redis_conn.xpending(keys.stream_in("s"), streams.GROUP)["pending"] == 0
+
+
+def test_a_malformed_entry_gets_an_error_answer(
+    redis_conn: Redis, published: dict, pixels: np.ndarray
+) -> None:
+    streams.create(redis_conn, "s")
+    redis_conn.xadd(keys.stream_in("s"), {"pixels": b"\x00" * 783, "id": "short"})
+    redis_conn.xadd(keys.stream_in("s"), {"pixel": pixels[0].tobytes()})
+    redis_conn.xadd(keys.stream_in("s"), {"pixels": pixels[0].tobytes()})
+    consumer.drain(redis_conn, "w1", Settings())
+
+    short, unnamed, good = outputs(redis_conn, "s")
+    assert short["id"] == "short" and "783 bytes, expected 784" in short["error"]
+    assert "label" not in short
+    assert "no field 'pixels'" in unnamed["error"] and "id" not in unnamed
+    assert good["label"] in range(10) and "error" not in good
+
+
+def test_an_input_that_ran_twice_is_answered_once(
+    redis_conn: Redis, published: dict, pixels: np.ndarray
+) -> None:
+    streams.create(redis_conn, "s")
+    add_all(redis_conn, "s", pixels[:5])
+    slow = Consumer(redis_conn, "slow", Settings())
+    taken = streams.read(redis_conn, "slow", ["s"], 10, None)
+    slow.maxlens = {"s": streams.DEFAULT_MAXLEN}
+    # The slow consumer is taken for dead: another reclaims its entries and answers them.
+    again = streams.reclaim(redis_conn, "s", "fast", 10, idle_ms=0)
+    assert [e.entry_id for e in again] == [e.entry_id for e in taken]
+    assert {e.deliveries for e in again} == {2}
+    fast = Consumer(redis_conn, "fast", Settings())
+    fast.maxlens = {"s": streams.DEFAULT_MAXLEN}
+    assert fast.answer(again[:3]) == 3
+    assert slow.answer(taken) == 2  # the slow one finishes too: only the two left are new
+    assert fast.answer(again[3:]) == 0
+    assert sorted(a["in_id"] for a in outputs(redis_conn, "s")) == sorted(e.entry_id for e in taken)
+
+
+def test_an_entry_delivered_too_often_becomes_a_dead_letter(
+    redis_conn: Redis, published: dict, pixels: np.ndarray
+) -> None:
+    streams.create(redis_conn, "s")
+    (poison,) = add_all(redis_conn, "s", pixels[:1])
+    streams.read(redis_conn, "dies-1", ["s"], 10, None)
+    for n in range(2, streams.MAX_DELIVERIES + 1):  # each taker dies before it answers
+        streams.reclaim(redis_conn, "s", f"dies-{n}", 10, idle_ms=0)
+    last = Consumer(redis_conn, "last", Settings())
+    last.reclaim_idle_ms = 0
+    assert last.step(block_ms=None) == 1
+
+    (answer,) = outputs(redis_conn, "s")
+    assert answer["in_id"] == poison and answer["id"] == "img-0"
+    assert f"no answer after {streams.MAX_DELIVERIES} deliveries" in answer["error"]
+    ((_, dead),) = redis_conn.xrange(keys.stream_dead("s"))
+    assert dead[b"in_id"].decode() == poison and dead[b"pixels"] == pixels[0].tobytes()
+    assert b"deliveries" in dead[b"reason"]
+    assert redis_conn.xlen(keys.stream_in("s")) == 0
+
+
+def test_answers_are_trimmed_to_the_streams_maxlen(
+    redis_conn: Redis, published: dict, pixels: np.ndarray
+) -> None:
+    streams.create(redis_conn, "small", maxlen=10)
+    for _ in range(5):
+        add_all(redis_conn, "small", pixels)
+    consumer.drain(redis_conn, "w1", Settings())
+    # MAXLEN ~ trims whole macro-nodes (100 entries by default), never below 10.
+    assert 10 <= redis_conn.xlen(keys.stream_out("small")) <= 110
+
+
+def test_streams_listed_in_the_environment_need_no_creation(
+    redis_conn: Redis, published: dict, pixels: np.ndarray
+) -> None:
+    settings = Settings.from_environ(
+        {"DIGITS_STREAMS": "forms, camera", "DIGITS_STREAM_MAXLEN": "50"}
+    )
+    assert settings == Settings(("forms", "camera"), 50)
+    add_all(redis_conn, "camera", pixels[:3])  # before any worker made its group
+    consumer.drain(redis_conn, "w1", settings)
+    consumer.drain(redis_conn, "w1", settings)
+    assert len(outputs(redis_conn, "camera")) == 3
+    assert json.loads(json.dumps(outputs(redis_conn, "camera")))[0]["label"] in range(10)
