@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from model.calibration import CALIBRATION
 from model.layers import (
     LAYER_TYPES,
     Array,
@@ -83,12 +84,23 @@ class Network:
         for layer in reversed(self.layers):
             dZ = layer.backward(dZ)
 
-    def predict_proba(self, pixels: ArrayLike) -> NDArray[np.float32]:
-        """Return class probabilities `(n, 10)` for raw 0-255 pixels `(n, 784)`."""
+    @property
+    def temperature(self) -> float:
+        """The temperature T of `predict_proba` (1.0 until calibrated, model.calibration)."""
+        return float(self.metadata.get(CALIBRATION, {}).get("temperature", 1.0))
+
+    @property
+    def confidence_threshold(self) -> float | None:
+        """Calibrated top probability below which an answer is "uncertain"; None if unset."""
+        threshold = self.metadata.get(CALIBRATION, {}).get("confidence_threshold")
+        return None if threshold is None else float(threshold)
+
+    def logits(self, pixels: ArrayLike) -> NDArray[np.float32]:
+        """Return the logits `(n, 10)` float32 for raw 0-255 pixels `(n, 784)`, before T."""
         pixels = _as_pixels(pixels)
         plan = self._inference_plan()
         chunk = CHUNK_ROWS.get(self.metadata["architecture"]["name"], 512)
-        P = np.empty((len(pixels), N_CLASSES), np.float32)  # (n, 10)
+        Z = np.empty((len(pixels), N_CLASSES), np.float32)  # (n, 10)
         dense_first = isinstance(plan[0], Dense)
         for start in range(0, len(pixels), chunk):
             raw = pixels[start : start + chunk]
@@ -98,8 +110,15 @@ class Network:
                 X, layers = raw.astype(np.float32).reshape(len(raw), *self.input_shape), plan
             for layer in layers:
                 X = layer.forward(X)
-            P[start : start + chunk] = softmax(X)
-        return P
+            Z[start : start + chunk] = X
+        return Z
+
+    def predict_proba(self, pixels: ArrayLike) -> NDArray[np.float32]:
+        """Return calibrated probabilities `(n, 10)`: softmax(logits / temperature)."""
+        Z = self.logits(pixels)  # (n, 10)
+        if self.temperature != 1.0:
+            Z *= np.float32(1 / self.temperature)
+        return softmax(Z)
 
     def predict(self, pixels: ArrayLike) -> NDArray[np.int64]:
         """Return the most likely digit `(n,)` for raw 0-255 pixels `(n, 784)`."""

@@ -1,4 +1,5 @@
-"""Training report figures: learning curves, confusion matrix, misclassified digits."""
+"""Training report figures: learning curves, confusion matrix, misclassified digits,
+reliability diagram."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+
+from model import calibration
 
 
 def _pyplot() -> Any:
@@ -76,6 +79,32 @@ def plot_errors(
         label = f"{y_true[index]}→{y_pred[index]} ({probabilities[index, y_pred[index]]:.2f})"
         ax.set_title(label, fontsize=7)
     fig.suptitle(f"misclassified test digits: first {len(wrong)} of {(y_pred != y_true).sum()}")
+    _save(fig, path)
+
+
+def plot_reliability(
+    splits: dict[str, tuple[NDArray[np.float32], NDArray[np.int64]]], path: Path, title: str
+) -> None:
+    """Save a reliability diagram: accuracy against confidence per bin, one line per split.
+
+    `splits` maps a split's name to its (probabilities `(n, 10)`, labels `(n,)`); the
+    legend gives each split's ECE (15 bins, model.calibration).
+    """
+    fig, (ax, count_ax) = _pyplot().subplots(
+        2, 1, figsize=(5.5, 6.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
+    ax.plot([0, 1], [0, 1], ":", color="grey", label="perfect calibration")
+    for name, (probabilities, labels) in splits.items():
+        counts, accuracy, confidence = calibration.reliability(probabilities, labels)
+        used = counts > 0
+        error = 100 * calibration.ece(probabilities, labels)
+        ax.plot(confidence[used], accuracy[used], "-o", label=f"{name} (ECE {error:.2f}%)")
+        count_ax.plot(confidence[used], counts[used], "-o", label=name)
+    ax.set(ylabel="accuracy", title=title, xlim=(0, 1.01), ylim=(0, 1.01))
+    count_ax.set(xlabel="confidence (calibrated top probability)", ylabel="images", yscale="log")
+    for axis in (ax, count_ax):
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
     _save(fig, path)
 
 

@@ -41,7 +41,8 @@ class TrainConfig:
     augment: bool = False  # warp training images at random on every pass
     warp: Warp = field(default_factory=Warp)  # rotation, zoom and shift ranges when augmenting
     val_size: int = 5000  # training images held out to pick the best epoch
-    seed: int = 0  # seeds initialisation, split, shuffling, dropout and augmentation
+    seed: int = 0  # seeds initialisation, shuffling, dropout and augmentation
+    split_seed: int = 0  # seeds the validation split alone: every member of an ensemble shares it
     threads: int | None = None  # cores to train on; None: every core this process may use
 
 

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 COMMAND_MODULES = [
     "scripts.fetch_data",
     "scripts.train",
+    "scripts.calibrate",
     "scripts.bench.command",
     "scripts.registry",
     "scripts.serve",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -65,12 +66,16 @@ def test_train_writes_weights_metrics_and_figures(
     assert net.version == metrics["version"]
     assert net.metadata["metrics"]["test_accuracy"] == metrics["test_accuracy"]
     assert net.metadata["data_checksum"] == data.checksum(splits[0], splits[1])
-    assert net.metadata["training"]["warp"] == {"degrees": 5, "scale": 0.05, "shift": 1}
+    assert net.metadata["training"]["warp"] == asdict(config.warp)
+    assert net.metadata["calibration"]["temperature"] == metrics["temperature"] > 0
+    assert 0 < net.confidence_threshold <= 1
+    for part in ("val", "test"):
+        assert {f"{part}_{name}" for name in ("ece", "nll", "brier", "coverage")} <= set(metrics)
     assert {"epochs", "seed", "created_at", "library_versions"} <= net.metadata.keys()
     written = json.loads((tmp_path / "net.metrics.json").read_text())
     assert written["version"] == metrics["version"]
     assert np.array(written["confusion"]).sum() == 300
-    for figure in ("curves", "confusion", "errors"):
+    for figure in ("curves", "confusion", "errors", "reliability"):
         assert (tmp_path / f"net.{figure}.png").read_bytes().startswith(b"\x89PNG")
 
 
