@@ -21,6 +21,7 @@ from api import (
     openapi,
     services,
     streams,
+    upload,
 )
 from api import config as settings
 from api.encoding import OrjsonProvider
@@ -41,6 +42,7 @@ BLUEPRINTS = (
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app: settings (defaults, environment, overrides), Redis and queues, routes."""
     app = Flask(__name__)
+    app.request_class = upload.Request  # a streamed body over the limit is a 413, not cut
     app.json = OrjsonProvider(app)
     app.config.update(settings.load(config))
     logs.configure(app.config["DIGITS_LOG_LEVEL"])

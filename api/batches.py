@@ -12,29 +12,34 @@ from numpy.typing import NDArray
 from api import access, dispatch, ids, upload
 from api.errors import ApiError
 from api.services import services
-from formats.kaggle_csv import CSVFormatError, read_kaggle_csv
+from formats.kaggle_csv import CSVFormatError, KaggleCSV, parse_kaggle_csv, text_limit
 from store import batches
 
 bp = Blueprint("batches", __name__, url_prefix="/v1")
 
-CSV_TYPES = {"text/csv", "application/csv"}
-TOO_LARGE = {"too_many_rows"}  # parser error codes that mean "over a limit", not "malformed"
+# Raw bodies: a CSV, or Kaggle's zip / a .csv.gz as they are (recognised by their first bytes).
+CSV_TYPES = {"text/csv", "application/csv", "application/vnd.ms-excel"}
+ARCHIVE_TYPES = {"application/gzip", "application/x-gzip", "application/zip"}
+ARCHIVE_TYPES |= {"application/x-zip-compressed", "application/octet-stream"}
+TOO_LARGE = {"too_many_rows", "too_large"}  # parser codes that mean "over a limit"
 
 
 @bp.post("/batches")
 def create_batch() -> Any:
     """Parse a Kaggle CSV (multipart field `file`, or a text/csv body) and queue its chunks."""
     found = services()
-    pixels, truth = _parse(_upload(), found.config["DIGITS_MAX_ROWS"])
-    batch_id, chunks = dispatch.submit_batch(found, pixels, truth)
-    access.note(batch_id=batch_id, rows=len(pixels))
+    max_rows = found.config["DIGITS_MAX_ROWS"]
+    csv = _parse(_upload(text_limit(max_rows)), max_rows)
+    batch_id, chunks = dispatch.submit_batch(found, csv.pixels, csv.labels, csv.image_ids)
+    access.note(batch_id=batch_id, rows=len(csv.pixels))
     status_url = url_for("batches.batch_status", batch_id=batch_id)
     body = {
         "batch_id": batch_id,
         "status": "queued",
-        "rows": len(pixels),
+        "rows": len(csv.pixels),
+        "skipped_rows": csv.skipped_rows,
         "chunks": chunks,
-        "has_labels": truth is not None,
+        "has_labels": csv.labels is not None,
         "status_url": status_url,
         "submission_url": url_for("batches.submission", batch_id=batch_id),
     }
@@ -76,22 +81,26 @@ def submission(batch_id: str) -> Response:
             f"batch {batch_id} is {batch.status}: {batch.rows_done} of {batch.rows} rows done",
         )
     labels = batches.iter_labels(services().redis, batch)
+    image_ids = batches.read_image_ids(services().redis, batch)
     return Response(
-        _submission_lines(labels),
+        _submission_lines(labels, image_ids),
         mimetype="text/csv",
         headers={"Content-Disposition": "attachment; filename=submission.csv"},
     )
 
 
-def _upload() -> bytes:
+def _upload(decoded_limit: int) -> bytes:
     return upload.read(
-        request.mimetype in CSV_TYPES, "send the CSV as text/csv or as multipart field 'file'"
+        request.mimetype in CSV_TYPES | ARCHIVE_TYPES,
+        "send the CSV (or its .zip / .csv.gz) as text/csv, application/zip, application/gzip "
+        "or as multipart field 'file'",
+        decoded_limit,
     )
 
 
-def _parse(source: bytes, max_rows: int) -> tuple[NDArray[np.uint8], NDArray[np.int64] | None]:
+def _parse(source: bytes, max_rows: int) -> KaggleCSV:
     try:
-        return read_kaggle_csv(source, max_rows=max_rows)
+        return parse_kaggle_csv(source, max_rows=max_rows)
     except CSVFormatError as error:
         raise ApiError(413 if error.code in TOO_LARGE else 422, error.code, str(error)) from None
 
@@ -104,11 +113,13 @@ def _find(batch_id: str) -> batches.Batch:
     return batch
 
 
-def _submission_lines(labels: Iterator[NDArray[np.uint8]]) -> Iterator[bytes]:
+def _submission_lines(
+    labels: Iterator[NDArray[np.uint8]], image_ids: NDArray[np.int64]
+) -> Iterator[bytes]:
     yield b"ImageId,Label\n"
-    first = 1
+    first = 0
     for chunk in labels:
-        ids = range(first, first + len(chunk))
+        ids = image_ids[first : first + len(chunk)].tolist()
         yield "".join(
             f"{i},{label}\n" for i, label in zip(ids, chunk.tolist(), strict=True)
         ).encode()

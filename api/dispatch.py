@@ -74,7 +74,10 @@ def submit_group(services: Services, members: groups.Members) -> None:
 
 
 def submit_batch(
-    services: Services, pixels: NDArray[np.uint8], truth: NDArray[np.integer] | None
+    services: Services,
+    pixels: NDArray[np.uint8],
+    truth: NDArray[np.integer] | None,
+    image_ids: NDArray[np.int64] | None = None,
 ) -> tuple[str, int]:
     """Store a CSV's chunks and enqueue one job per chunk; return (batch id, chunk count)."""
     config = services.config
@@ -82,7 +85,9 @@ def submit_batch(
     batch_id = ids.new()
     ttl = config["DIGITS_BATCH_TTL"]
     pipe = _transaction(services)
-    chunks = batches.create(pipe, batch_id, pixels, truth, config["DIGITS_CHUNK_ROWS"], ttl)
+    chunks = batches.create(
+        pipe, batch_id, pixels, truth, config["DIGITS_CHUNK_ROWS"], ttl, image_ids
+    )
     jobs = [
         Queue.prepare_data(
             "worker.jobs.predict_chunk",

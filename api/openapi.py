@@ -105,10 +105,19 @@ def _paths(config: Any) -> dict[str, Any]:
             "post": _op(
                 "Upload a Kaggle CSV (with or without a label column) to label every row",
                 {"202": _json("BatchAccepted", "queued"), **body_errors},
+                description=(
+                    "The CSV as text/csv (Content-Encoding: gzip allowed), or Kaggle's zip (its "
+                    "test.csv or its only CSV) or a .csv.gz as they are. A leading ImageId column "
+                    "numbers the submission; a pandas index column is ignored; all-empty rows "
+                    "are skipped and counted. Limits: MAX_CONTENT_LENGTH bytes as sent, "
+                    "DIGITS_MAX_ROWS rows, and 3,200 bytes per row allowed uncompressed."
+                ),
                 requestBody={
                     "required": True,
                     "content": {
                         "text/csv": {"schema": {"type": "string"}},
+                        "application/zip": {"schema": {"type": "string", "format": "binary"}},
+                        "application/gzip": {"schema": {"type": "string", "format": "binary"}},
                         "multipart/form-data": {
                             "schema": {
                                 "type": "object",
@@ -132,7 +141,8 @@ def _paths(config: Any) -> dict[str, Any]:
                 "The Kaggle submission (ImageId,Label) of a finished batch",
                 {
                     "200": {
-                        "description": "ImageId is 1-based in upload order",
+                        "description": "ImageId from the upload's ImageId column, else "
+                        "1-based in upload order",
                         "content": {"text/csv": {"schema": {"type": "string"}}},
                     },
                     "404": ERROR,
@@ -254,11 +264,21 @@ def _schemas(config: Any) -> dict[str, Any]:
                 "status": {"type": "string", "enum": ["queued"]},
                 "rows": {"type": "integer", "minimum": 1},
                 "chunks": {"type": "integer", "minimum": 1},
+                "skipped_rows": {"type": "integer", "minimum": 0},
                 "has_labels": {"type": "boolean"},
                 "status_url": {"type": "string"},
                 "submission_url": {"type": "string"},
             },
-            ["batch_id", "status", "rows", "chunks", "has_labels", "status_url", "submission_url"],
+            [
+                "batch_id",
+                "status",
+                "rows",
+                "skipped_rows",
+                "chunks",
+                "has_labels",
+                "status_url",
+                "submission_url",
+            ],
         ),
         "Batch": _object(
             {

@@ -1,30 +1,46 @@
 """Kaggle digit-recognizer CSV files: `label,pixel0..pixel783` (train) or `pixel0..pixel783`.
 
-Reading is strict and fast. The fast path checks and converts the whole text with a few
-NumPy passes per chunk of rows; only when a chunk fails does a per-row Python pass look for
-the first bad row and cell, so errors name the row (1-based, header not counted) and column.
+Reading is fast for the files Kaggle ships, forgiving where the meaning of a file is certain
+and strict where it is not. The fast path checks and converts the whole text with a few NumPy
+passes per chunk of rows. A chunk it rejects gets a second, still vectorised, pass that undoes
+what spreadsheets and pandas add without changing a value (RFC 4180 quotes, integral floats
+like `12.0`, all-empty rows like Excel's `,,,`); only when that fails too does a per-row Python
+pass find the first bad row and cell, so errors name the row (1-based, header not counted) and
+column. Also accepted: gzip or zip files (formats.compressed), a UTF-8 BOM, CRLF, Excel's
+`sep=,` first line, a leading pandas index column (an empty or `Unnamed: 0` header, ignored)
+and a leading `ImageId` column (kept: it numbers the submission). Refused, because any reading
+would be a guess: other delimiters, a missing header, values that are not integers 0-255
+(0-1 floats among them).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 from numpy.typing import NDArray
 
+from formats import compressed
+
 PIXELS = 784
 PIXEL_NAMES = [f"pixel{i}" for i in range(PIXELS)]
 PARSE_CHUNK_ROWS = 1024  # ~1.6 MB of text: big enough for NumPy, small enough for the cache
 WRITE_CHUNK_ROWS = 4096
-COMMA, NEWLINE, ZERO = ord(","), ord("\n"), ord("0")
+COMMA, NEWLINE, ZERO, QUOTE, DOT, SPACE = (ord(c) for c in ',\n0". ')
 BOM = b"\xef\xbb\xbf"
+# The longest row the format allows: a leading id of up to 9 digits and 785 values of up to
+# three digits, each with its separator (3,150 bytes), rounded up. With room for a header, it
+# bounds the uncompressed size of a file of `max_rows` rows (text_limit).
+ROW_BYTES = 3_200
+HEADER_BYTES = 65_536
+INDEX_NAMES = {"", "Unnamed: 0"}  # pandas' to_csv index column: no name, or as read back
+IMAGE_ID = "ImageId"
 # Files people upload by mistake, recognised by their first bytes.
 SIGNATURES = {
     b"\xff\xfe": "UTF-16 text; save it as UTF-8",
     b"\xfe\xff": "UTF-16 text; save it as UTF-8",
-    b"PK\x03\x04": "a zip archive; extract the CSV from it first",
-    b"\x1f\x8b": "gzip-compressed; decompress it first",
 }
 HEADER_HELP = "expected label,pixel0,...,pixel783 or pixel0,...,pixel783"
 
@@ -41,29 +57,69 @@ class CSVFormatError(ValueError):
         self.column = column
 
 
+@dataclass(frozen=True)
+class KaggleCSV:
+    """A parsed file: pixels (n, 784) uint8; labels and image ids (n,) int64, or None."""
+
+    pixels: NDArray[np.uint8]
+    labels: NDArray[np.int64] | None
+    image_ids: NDArray[np.int64] | None  # from an ImageId column; None: 1..n in file order
+    skipped_rows: int  # all-empty rows left out
+
+
+@dataclass(frozen=True)
+class _Columns:
+    """The header: the Kaggle column names, and what a leading extra column holds."""
+
+    names: list[str]
+    lead: str | None  # None, "index" (ignored) or "image_id"
+
+
+def text_limit(max_rows: int) -> int:
+    """Return the most uncompressed bytes a file of `max_rows` rows can need."""
+    return HEADER_BYTES + max_rows * ROW_BYTES
+
+
 def read_kaggle_csv(
     source: str | Path | bytes | BinaryIO, *, max_rows: int | None = None
 ) -> tuple[NDArray[np.uint8], NDArray[np.int64] | None]:
     """Parse a Kaggle CSV into pixels (n, 784) uint8 and labels (n,) int64, or None without."""
-    text = _read_bytes(source)
+    parsed = parse_kaggle_csv(source, max_rows=max_rows)
+    return parsed.pixels, parsed.labels
+
+
+def parse_kaggle_csv(
+    source: str | Path | bytes | BinaryIO, *, max_rows: int | None = None
+) -> KaggleCSV:
+    """Parse a Kaggle CSV, plain, gzip or zip; raise CSVFormatError saying what is wrong.
+
+    `max_rows` limits the data rows (`too_many_rows`) and, through text_limit, the bytes a
+    compressed file may expand to (`too_large`).
+    """
+    limit = None if max_rows is None else text_limit(max_rows)
+    try:
+        text = compressed.unpack(_read_bytes(source), limit)
+    except compressed.ArchiveError as error:
+        raise CSVFormatError(error.code, str(error)) from None
     for signature, problem in SIGNATURES.items():
         if text.startswith(signature):
             raise CSVFormatError("bad_encoding", f"the file is {problem}")
     if b"\r" in text:
         text = text.replace(b"\r\n", b"\n")
     start, end = len(BOM) if text.startswith(BOM) else 0, _content_end(text)
+    start = _skip_separator_line(text, start, end)
     if end <= start:
         raise CSVFormatError("empty", "the file is empty")
     header_end = text.find(b"\n", start, end) % (end + 1)  # `end` when there is no newline
-    names = _check_header(_decode_header(text[start:header_end]))
+    columns = _check_header(_decode_header(text[start:header_end]))
     if header_end == end:
         raise CSVFormatError("empty", "no data rows: the file has a header but nothing below it")
-    rows = text.count(b"\n", header_end + 1, end) + 1
-    if max_rows is not None and rows > max_rows:
+    parsed = _parse_body(memoryview(text)[header_end + 1 : end], columns)
+    if max_rows is not None and len(parsed.pixels) > max_rows:
         raise CSVFormatError(
-            "too_many_rows", f"{rows:,} rows is more than the limit of {max_rows:,}"
+            "too_many_rows", f"{len(parsed.pixels):,} rows is more than the limit of {max_rows:,}"
         )
-    return _parse_body(memoryview(text)[header_end + 1 : end], names)
+    return parsed
 
 
 def _read_bytes(source: str | Path | bytes | BinaryIO) -> bytes:
@@ -81,6 +137,20 @@ def _content_end(text: bytes) -> int:
     if not kept and len(tail) < len(text):
         return len(text.rstrip())
     return len(text) - len(tail) + len(kept)
+
+
+def _skip_separator_line(text: bytes, start: int, end: int) -> int:
+    """Return where the header starts: after Excel's `sep=,` line, if there is one."""
+    if text[start : start + 4].lower() != b"sep=":
+        return start
+    line_end = text.find(b"\n", start, end) % (end + 1)
+    separator = text[start + 4 : line_end].strip().strip(b'"')
+    if separator != b",":
+        shown = separator.decode("utf-8", "replace")[:10]
+        raise CSVFormatError(
+            "bad_delimiter", f"the first line declares sep={shown}; use commas (sep=,)"
+        )
+    return min(line_end + 1, end)
 
 
 def _decode_header(header: bytes) -> str:
@@ -102,42 +172,45 @@ def _decode_header(header: bytes) -> str:
         ) from None
 
 
-def _check_header(header: str) -> list[str]:
-    """Return the column names, checked against Kaggle's."""
+def _check_header(header: str) -> _Columns:
+    """Return the column names, checked against Kaggle's, and the kind of leading column."""
     if "," not in header and (";" in header or "\t" in header):
         found = "semicolons" if ";" in header else "tabs"
         raise CSVFormatError("bad_delimiter", f"the header is separated by {found}; use commas")
     names = [name.strip('"') for name in header.split(",")]
-    expected = ["label", *PIXEL_NAMES] if names[0] == "label" else PIXEL_NAMES
-    if names == expected:
-        return names
+    lead = "index" if names[0] in INDEX_NAMES else "image_id" if names[0] == IMAGE_ID else None
+    given = names[1:] if lead else names
+    expected = ["label", *PIXEL_NAMES] if given[:1] == ["label"] else PIXEL_NAMES
+    if given == expected:
+        return _Columns(names, lead)
     if all(name.strip().isdigit() for name in names):
         raise CSVFormatError(
             "bad_header", f"the first line holds numbers, not a header; {HEADER_HELP}"
         )
-    for position, (name, wanted) in enumerate(zip(names, expected, strict=False), start=1):
+    skipped = 1 if lead else 0
+    for position, (name, wanted) in enumerate(zip(given, expected, strict=False), start=1):
         if name != wanted:
-            text = f"header column {position} is {name[:40]!r}, expected {wanted!r}"
+            text = f"header column {position + skipped} is {name[:40]!r}, expected {wanted!r}"
             raise CSVFormatError("bad_header", text, column=name[:40])
-    if len(names) < len(expected):
-        missing = expected[len(names)]
+    if len(given) < len(expected):
+        missing = expected[len(given)]
         text = f"the header ends before column {len(names) + 1} {missing!r}; {HEADER_HELP}"
         raise CSVFormatError("bad_header", text, column=missing)
-    extra = names[len(expected)][:40]
-    text = f"header column {len(expected) + 1} {extra!r} is one too many; {HEADER_HELP}"
+    extra = given[len(expected)][:40]
+    text = f"header column {len(names)} {extra!r} is one too many; {HEADER_HELP}"
     raise CSVFormatError("bad_header", text, column=extra)
 
 
-def _parse_body(
-    body: memoryview, names: list[str]
-) -> tuple[NDArray[np.uint8], NDArray[np.int64] | None]:
+def _parse_body(body: memoryview, columns: _Columns) -> KaggleCSV:
     """Convert the data rows (no final newline) to pixels and labels; raise on the first bad row."""
     data = np.frombuffer(body, np.uint8)
     line_ends = np.append(np.flatnonzero(data == NEWLINE), len(data))
+    names = columns.names[1:] if columns.lead else columns.names
     values = np.empty((len(line_ends), len(names)), np.uint8)
+    image_ids: list[NDArray[np.int64]] = []
     top = np.full(len(names), 255, np.uint16)
     top[0] = 9 if names[0] == "label" else 255
-    start = 0
+    start = filled = 0
     for first in range(0, len(line_ends), PARSE_CHUNK_ROWS):
         chunk_ends = line_ends[first : first + PARSE_CHUNK_ROWS]
         stop = int(chunk_ends[-1]) + 1
@@ -145,14 +218,136 @@ def _parse_body(
         lines = (
             data[start:stop] if stop <= len(data) else np.append(data[start:], np.uint8(NEWLINE))
         )
-        parsed = _parse_chunk(lines, chunk_ends - start, len(names))
-        if parsed is None or np.any(parsed > top):
-            raise _diagnose(lines.tobytes(), names, first_row=first + 1)
-        values[first : first + len(chunk_ends)] = parsed
+        parsed = _parse_lines(lines, chunk_ends - start, len(names), columns.lead)
+        if parsed is None:
+            forgiven = _forgive(lines)
+            if forgiven is not None:
+                parsed = _parse_lines(forgiven, _line_ends(forgiven), len(names), columns.lead)
+        if parsed is None or np.any(parsed[0] > top):
+            raise _diagnose(lines.tobytes(), columns, first_row=first + 1)
+        chunk_values, ids = parsed
+        values[filled : filled + len(chunk_values)] = chunk_values
+        filled += len(chunk_values)
+        if ids is not None:
+            image_ids.append(ids)
         start = stop
-    if names[0] != "label":
-        return values, None
-    return np.ascontiguousarray(values[:, 1:]), values[:, 0].astype(np.int64)
+    values = values[:filled]
+    if not filled:
+        raise CSVFormatError("empty", "no data rows: every row below the header is empty")
+    labels = values[:, 0].astype(np.int64) if names[0] == "label" else None
+    pixels = np.ascontiguousarray(values[:, 1:]) if names[0] == "label" else values
+    ids_found = np.concatenate(image_ids) if columns.lead == "image_id" else None
+    return KaggleCSV(pixels, labels, ids_found, len(line_ends) - filled)
+
+
+def _line_ends(lines: NDArray[np.uint8]) -> NDArray[np.intp]:
+    return np.flatnonzero(lines == NEWLINE)
+
+
+def _parse_lines(
+    lines: NDArray[np.uint8], line_ends: NDArray[np.intp], columns: int, lead: str | None
+) -> tuple[NDArray[np.uint16], NDArray[np.int64] | None] | None:
+    """Parse whole lines, after any leading id column; None if they are malformed."""
+    if not len(line_ends):
+        return np.empty((0, columns), np.uint16), np.empty(0, np.int64)
+    ids = None
+    if lead:
+        split = _split_lead(lines, line_ends, lead == "image_id")
+        if split is None:
+            return None
+        lines, ids = split
+        line_ends = _line_ends(lines)
+    values = _parse_chunk(lines, line_ends, columns)
+    return None if values is None else (values, ids)
+
+
+def _split_lead(
+    lines: NDArray[np.uint8], line_ends: NDArray[np.intp], read_ids: bool
+) -> tuple[NDArray[np.uint8], NDArray[np.int64] | None] | None:
+    """Cut the first field off every line; read it as an ImageId (a positive integer)."""
+    starts = np.concatenate(([0], line_ends[:-1] + 1))
+    commas = np.flatnonzero(lines == COMMA)
+    firsts = commas[np.minimum(np.searchsorted(commas, starts), len(commas) - 1)]
+    if not len(commas) or np.any(firsts < starts) or np.any(firsts > line_ends):
+        return None
+    ids = None
+    if read_ids:
+        text = lines.tobytes()
+        fields = [text[a:b] for a, b in zip(starts.tolist(), firsts.tolist(), strict=True)]
+        if not all(field.isdigit() and len(field) <= 18 for field in fields):
+            return None
+        ids = np.array([int(field) for field in fields], np.int64)
+        if np.any(ids < 1):
+            return None
+    return lines[~_ranges(len(lines), starts, firsts + 1)], ids
+
+
+def _ranges(size: int, starts: NDArray[np.intp], stops: NDArray[np.intp]) -> NDArray[np.bool_]:
+    """A mask of `size` that is True inside every [start, stop) range (ranges do not overlap)."""
+    edges = np.zeros(size + 1, np.int32)
+    np.add.at(edges, starts, 1)
+    np.add.at(edges, stops, -1)
+    return np.cumsum(edges[:-1]) > 0
+
+
+def _forgive(lines: NDArray[np.uint8]) -> NDArray[np.uint8] | None:
+    """Drop all-empty rows, RFC 4180 quotes and the `.0` of integral floats; None if none apply.
+
+    Quotes must enclose whole fields, and a dot must follow a digit and be followed by zeros
+    only, up to the field's end; anything else is left for the row-by-row check to name.
+    """
+    line_ends = _line_ends(lines)
+    starts = np.concatenate(([0], line_ends[:-1] + 1))
+    blank = (lines == COMMA) | (lines == QUOTE) | (lines == SPACE) | (lines == NEWLINE)
+    content = np.concatenate(([0], np.cumsum(~blank)))
+    empty = content[line_ends + 1] == content[starts]
+    drop = _ranges(len(lines), starts[empty], line_ends[empty] + 1)
+    kept = lines[~drop]
+    is_separator = (kept == COMMA) | (kept == NEWLINE)
+    quotes = np.flatnonzero(kept == QUOTE)
+    dots = np.flatnonzero(kept == DOT)
+    if not (empty.any() or len(quotes) or len(dots)):
+        return None
+    if len(quotes):
+        if len(quotes) % 2 or not _quotes_enclose_fields(quotes, is_separator):
+            return None
+        drop = np.zeros(len(kept), bool)
+        drop[quotes] = True
+        kept = kept[~drop]
+        is_separator = is_separator[~drop]
+        dots = np.flatnonzero(kept == DOT)
+    if len(dots):
+        fractions = _integral_fractions(kept, dots, is_separator)
+        if fractions is None:
+            return None
+        kept = kept[~fractions]
+    return kept
+
+
+def _quotes_enclose_fields(quotes: NDArray[np.intp], is_separator: NDArray[np.bool_]) -> bool:
+    opens, closes = quotes[0::2], quotes[1::2]
+    after_separator = np.concatenate(([True], is_separator))[opens]
+    before_separator = is_separator[closes + 1]  # a line always ends with a newline
+    separators = np.cumsum(is_separator)
+    return bool(
+        after_separator.all()
+        and before_separator.all()
+        and np.array_equal(separators[opens], separators[closes])
+    )
+
+
+def _integral_fractions(
+    kept: NDArray[np.uint8], dots: NDArray[np.intp], is_separator: NDArray[np.bool_]
+) -> NDArray[np.bool_] | None:
+    """Mask each `.0...` that ends a field after a digit; None if some dot is not like that."""
+    separators = np.flatnonzero(is_separator)
+    field_ends = separators[np.searchsorted(separators, dots)]  # a line ends with a newline
+    zeros = np.concatenate(([0], np.cumsum(kept == ZERO)))
+    only_zeros = zeros[field_ends] - zeros[dots + 1] == field_ends - dots - 1
+    digit_before = (dots > 0) & (kept[dots - 1] - ZERO < 10)
+    if not (only_zeros.all() and digit_before.all()):
+        return None
+    return _ranges(len(kept), dots, field_ends)
 
 
 def _parse_chunk(
@@ -186,14 +381,17 @@ def _parse_chunk(
     return value[grid]
 
 
-def _diagnose(lines: bytes, names: list[str], first_row: int) -> CSVFormatError:
+def _diagnose(lines: bytes, columns: _Columns, first_row: int) -> CSVFormatError:
     """Find the first bad row of a chunk the fast path rejected, and say what is wrong."""
+    names = columns.names
     for row, line in enumerate(lines.split(b"\n")[:-1], start=first_row):
+        if not line.strip(b', "'):
+            continue  # an all-empty row: skipped
         cells = line.split(b",")
         if len(cells) != len(names):
             return _count_error(line, len(cells), len(names), row)
         for name, cell in zip(names, cells, strict=True):
-            problem = _cell_problem(cell, name)
+            problem = _cell_problem(cell, name, columns.lead)
             if problem:
                 code, text = problem
                 return CSVFormatError(
@@ -207,30 +405,55 @@ def _count_error(line: bytes, found: int, expected: int, row: int) -> CSVFormatE
         found_sep = "semicolons" if b";" in line else "tabs"
         text = f"row {row} is separated by {found_sep}; use commas"
         return CSVFormatError("bad_delimiter", text, row=row)
-    if not line.strip():
-        text = f"row {row} is blank; expected {expected} values"
-    else:
-        text = f"row {row} has {found} values, expected {expected}"
-    return CSVFormatError("wrong_column_count", text, row=row)
+    return CSVFormatError(
+        "wrong_column_count", f"row {row} has {found} values, expected {expected}", row=row
+    )
 
 
-def _cell_problem(cell: bytes, name: str) -> tuple[str, str] | None:
+def _cell_problem(cell: bytes, name: str, lead: str | None) -> tuple[str, str] | None:
     """Return (code, explanation) if a cell is not a valid value for its column."""
-    wanted, top = ("a digit 0-9", 9) if name == "label" else ("an integer 0-255", 255)
+    if name in INDEX_NAMES and lead == "index":
+        return None
     shown = repr(cell[:20])[1:]  # quoted, with non-ASCII bytes escaped
-    if not cell.strip():
+    plain = _undecorated(cell)
+    if name == IMAGE_ID and lead == "image_id":
+        if plain.isdigit() and len(plain) <= 18 and int(plain) > 0:
+            return None
+        return "bad_image_id", f"{shown} is not an ImageId (a positive integer)"
+    wanted, top = ("a digit 0-9", 9) if name == "label" else ("an integer 0-255", 255)
+    if not plain.strip():
         return "not_integer", f"empty value, expected {wanted}"
     try:
-        number = int(cell)
+        number = int(plain)
     except ValueError:
-        return "not_integer", f"{shown} is not {wanted}"
+        return "not_integer", f"{shown} is not {wanted}{_scaled_hint(plain, name)}"
     if not 0 <= number <= top:
         if name == "label":
             return "bad_label", f"{number} is not a digit 0-9"
         return "out_of_range", f"value {number} is outside 0-255"
-    if not (cell.isdigit() and len(cell) <= 3):
+    if not (plain.isdigit() and len(plain) <= 3):
         return "not_integer", f"{shown} must be written as plain digits, like {number}"
     return None
+
+
+def _undecorated(cell: bytes) -> bytes:
+    """The cell without what _forgive removes: enclosing quotes, and a `.000` after a digit."""
+    if len(cell) >= 2 and cell[:1] == cell[-1:] == b'"':
+        cell = cell[1:-1]
+    whole, dot, fraction = cell.partition(b".")
+    if dot and whole[-1:].isdigit() and not fraction.strip(b"0"):
+        return whole
+    return cell
+
+
+def _scaled_hint(plain: bytes, name: str) -> str:
+    try:
+        number = float(plain)
+    except ValueError:
+        return ""
+    if name != "label" and 0 < number < 1:
+        return " (pixels scaled to 0-1? send the 0-255 integers)"
+    return ""
 
 
 def write_kaggle_csv(

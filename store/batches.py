@@ -79,8 +79,12 @@ def create(
     truth: NDArray[np.integer] | None,
     chunk_rows: int,
     ttl: int,
+    image_ids: NDArray[np.int64] | None = None,
 ) -> int:
-    """Queue on `pipe` the record and chunk keys of a new batch; return the chunk count."""
+    """Queue on `pipe` the record and chunk keys of a new batch; return the chunk count.
+
+    `image_ids` (n,) numbers the submission's rows; without them they are 1..n.
+    """
     chunks = -(-len(pixels) // chunk_rows)
     record = keys.batch(batch_id)
     pipe.hset(
@@ -96,6 +100,8 @@ def create(
         },
     )
     pipe.expire(record, ttl)
+    if image_ids is not None:
+        pipe.set(keys.batch_image_ids(batch_id), image_ids.astype("<i8").tobytes(), ex=ttl)
     for chunk in range(chunks):
         rows = slice(chunk * chunk_rows, (chunk + 1) * chunk_rows)
         pipe.set(keys.batch_pixels(batch_id, chunk), codec.pixels_to_bytes(pixels[rows]), ex=ttl)
@@ -197,3 +203,11 @@ def iter_labels(connection: Redis, batch: Batch) -> Iterator[NDArray[np.uint8]]:
         if data is None:
             raise LookupError(f"batch {batch.batch_id} chunk {chunk}: its labels expired")
         yield codec.labels_from_bytes(codec.raw(data))
+
+
+def read_image_ids(connection: Redis, batch: Batch) -> NDArray[np.int64]:
+    """Return the (rows,) ImageIds of the submission: the upload's, or 1..rows."""
+    data = connection.get(keys.batch_image_ids(batch.batch_id))
+    if data is None:
+        return np.arange(1, batch.rows + 1, dtype=np.int64)
+    return np.frombuffer(codec.raw(data), "<i8").astype(np.int64)

@@ -78,6 +78,11 @@ def batch_labels(batch_id: str, chunk: int) -> str:
     return f"{PREFIX}batch:{batch_id}:labels:{chunk}"
 
 
+def batch_image_ids(batch_id: str) -> str:
+    """Key of a batch's ImageIds (int64), when the upload had an ImageId column."""
+    return f"{PREFIX}batch:{batch_id}:image_ids"
+
+
 def batch_done(batch_id: str) -> str:
     """Key of the set of chunk numbers already counted, so a re-run chunk counts once."""
     return f"{PREFIX}batch:{batch_id}:done"

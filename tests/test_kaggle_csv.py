@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
+import csv
+import gzip
 import io
+import re
 import tempfile
+import zipfile
 from pathlib import Path
 from unittest import mock
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from formats import kaggle_csv
-from formats.kaggle_csv import CSVFormatError, read_kaggle_csv, write_kaggle_csv
+from formats import compressed, kaggle_csv
+from formats.kaggle_csv import CSVFormatError, parse_kaggle_csv, read_kaggle_csv, write_kaggle_csv
 
 HEADER = ",".join(f"pixel{i}" for i in range(784))
 LABELLED_HEADER = "label," + HEADER
+IMAGE_ID_HEADER = "ImageId"
+# What a pixel cell may hold: 0-255 in up to three digits, as an integral float too.
+VALID = r"(0{0,2}\d|0?[1-9]\d|1\d\d|2[0-4]\d|25[0-5])(\.0*)?"
 
 
 def csv_text(pixels: np.ndarray, labels: np.ndarray | None = None, newline: str = "\n") -> str:
@@ -154,7 +162,13 @@ def test_row_limit_allows_exactly_max_rows() -> None:
         (2, {5: "+7"}, "not_integer", "pixel4", "must be written as plain digits"),
         (2, {5: "0007"}, "not_integer", "pixel4", "must be written as plain digits"),
         (2, {5: "1e2"}, "not_integer", "pixel4", "'1e2' is not an integer"),
-        (2, {5: '"7"'}, "not_integer", "pixel4", "is not an integer"),
+        (2, {5: '"7'}, "not_integer", "pixel4", "'\"7' is not an integer"),
+        (2, {5: '7"7"'}, "not_integer", "pixel4", "is not an integer"),
+        (2, {5: "7.5"}, "not_integer", "pixel4", "'7.5' is not an integer 0-255"),
+        (2, {5: ".0"}, "not_integer", "pixel4", "'.0' is not an integer"),
+        (2, {5: "7.0.0"}, "not_integer", "pixel4", "'7.0.0' is not an integer"),
+        (2, {5: '"256.0"'}, "out_of_range", "pixel4", "value 256 is outside 0-255"),
+        (2, {5: "0.5"}, "not_integer", "pixel4", "(pixels scaled to 0-1? send the 0-255"),
         (2, {5: "\xe9"}, "not_integer", "pixel4", "is not an integer"),
         (4, {0: "11"}, "bad_label", "label", "row 4, column label: 11 is not a digit 0-9"),
         (4, {0: "x"}, "not_integer", "label", "row 4, column label: 'x' is not a digit 0-9"),
@@ -190,7 +204,6 @@ def test_row_numbers_count_across_chunks(monkeypatch: pytest.MonkeyPatch) -> Non
     [
         (lambda fields: fields[:-1], "row 3 has 784 values, expected 785"),
         (lambda fields: [*fields, "0"], "row 3 has 786 values, expected 785"),
-        (lambda fields: [], "row 3 is blank; expected 785 values"),
     ],
 )
 def test_wrong_column_count(edit, message: str) -> None:
@@ -251,8 +264,10 @@ def test_other_delimiters_are_named(separator: str, word: str) -> None:
         ((HEADER + "\n0").encode("utf-16-be"), "bad_encoding", "NUL bytes"),
         (b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR", "bad_encoding", "not UTF-8 text (byte 0x89"),
         (bytes(range(128, 256)) * 4, "bad_encoding", "not UTF-8 text (byte 0x80"),
-        (b"PK\x03\x04\x14\0\0\0", "bad_encoding", "a zip archive; extract the CSV"),
-        (b"\x1f\x8b\x08\0", "bad_encoding", "gzip-compressed; decompress it first"),
+        (b"PK\x03\x04\x14\0\0\0", "bad_archive", "the zip archive cannot be read"),
+        (b"\x1f\x8b\x08\0", "bad_archive", "the gzip data ends early"),
+        (b"\x1f\x8b\x08\0" + bytes(20), "bad_archive", "the gzip data is corrupt"),
+        (HEADER.encode() + b"\n,,,\n\n, ,\n", "empty", "every row below the header is empty"),
         ((HEADER + "\r0\r").encode(), "bad_line_endings", "bare CR (old Mac format)"),
     ],
 )
@@ -359,7 +374,7 @@ def test_random_corruption_raises_only_csv_format_error(
     bad=st.one_of(
         st.integers(256, 10**6).map(str),
         st.integers(-999, -1).map(str),
-        st.floats(allow_nan=True).map(str).filter(lambda text: not text.isdigit()),
+        st.floats(allow_nan=True).map(str).filter(lambda text: not re.fullmatch(VALID, text)),
         st.text(alphabet="abcxyz .-+;", min_size=1, max_size=5),
     ),
 )
@@ -398,3 +413,182 @@ def test_the_row_limit_counts_data_rows_only(rows: int, limit: int, blank_lines:
     else:
         pixels, labels = read_kaggle_csv(text.encode(), max_rows=limit)
         assert len(pixels) == len(labels) == rows
+
+
+# Files as people save them: accepted where the meaning is certain
+
+
+def parse(text: str | bytes, **kwargs: int) -> kaggle_csv.KaggleCSV:
+    return parse_kaggle_csv(text.encode() if isinstance(text, str) else text, **kwargs)
+
+
+def pandas_csv(pixels: np.ndarray, labels: np.ndarray | None, **to_csv: object) -> str:
+    """The file pandas writes for a frame of these columns (index and floats as asked)."""
+    frame = pd.DataFrame(pixels, columns=kaggle_csv.PIXEL_NAMES)
+    if labels is not None:
+        frame.insert(0, "label", labels)
+    return str(frame.to_csv(**to_csv))
+
+
+def test_pandas_default_to_csv_with_its_index_column() -> None:
+    pixels, labels = sample(5)
+    frame_text = pandas_csv(pixels, labels)  # index=True: a first column with no name
+    assert frame_text.startswith(",label,pixel0")
+    parsed = parse(frame_text)
+    np.testing.assert_array_equal(parsed.pixels, pixels)
+    np.testing.assert_array_equal(parsed.labels, labels)
+    assert parsed.image_ids is None
+
+
+def test_an_unnamed_index_column_as_pandas_reads_it_back_is_ignored() -> None:
+    pixels, _ = sample(3)
+    lines = csv_text(pixels).splitlines()
+    index = ["Unnamed: 0", "0", "12345", "x"]  # any value: an index carries no meaning here
+    text = "\n".join(f"{first},{line}" for first, line in zip(index, lines, strict=True))
+    np.testing.assert_array_equal(parse(text).pixels, pixels)
+
+
+def test_integral_floats_as_pandas_writes_them_after_a_float_step() -> None:
+    pixels, labels = sample(4)
+    text = pandas_csv(pixels.astype(np.float64), labels.astype(np.float64), index=False)
+    assert ",255.0," in text or ",0.0," in text
+    parsed = parse(text)
+    np.testing.assert_array_equal(parsed.pixels, pixels)
+    np.testing.assert_array_equal(parsed.labels, labels)
+
+
+def test_rfc_4180_quoted_fields() -> None:
+    pixels, labels = sample(3)
+    text = pandas_csv(pixels, labels, index=False, quoting=csv.QUOTE_ALL)
+    assert text.startswith('"label","pixel0"') and ('"0"' in text or '"1"' in text)
+    parsed = parse(text.replace("\n", "\r\n"))
+    np.testing.assert_array_equal(parsed.pixels, pixels)
+    np.testing.assert_array_equal(parsed.labels, labels)
+
+
+def test_quoted_integral_floats_with_an_index_column() -> None:
+    pixels, labels = sample(3)
+    text = pandas_csv(pixels.astype(float), labels, quoting=csv.QUOTE_NONNUMERIC)
+    np.testing.assert_array_equal(parse(text).pixels, pixels)
+
+
+def test_image_id_column_numbers_the_rows() -> None:
+    pixels, _ = sample(3)
+    lines = csv_text(pixels).splitlines()
+    ids = [IMAGE_ID_HEADER, "7", "1000000", "3"]
+    parsed = parse("\n".join(f"{first},{line}" for first, line in zip(ids, lines, strict=True)))
+    np.testing.assert_array_equal(parsed.pixels, pixels)
+    assert parsed.image_ids is not None and parsed.image_ids.tolist() == [7, 1_000_000, 3]
+    assert parsed.labels is None
+
+
+@pytest.mark.parametrize("bad", ["0", "-3", "x", "", "1.5"])
+def test_a_bad_image_id_is_named(bad: str) -> None:
+    pixels, _ = sample(3)
+    lines = csv_text(pixels).splitlines()
+    ids = [IMAGE_ID_HEADER, "1", bad, "3"]
+    error = rejected("\n".join(f"{first},{line}" for first, line in zip(ids, lines, strict=True)))
+    assert (error.code, error.row, error.column) == ("bad_image_id", 2, "ImageId")
+    assert "is not an ImageId (a positive integer)" in str(error)
+
+
+def test_excel_empty_rows_and_sep_line_are_skipped_and_counted() -> None:
+    pixels, labels = sample(4)
+    lines = csv_text(pixels, labels).splitlines()
+    empty = "," * 784
+    text = "\r\n".join(["sep=,", lines[0], lines[1], empty, lines[2], "", lines[3], lines[4]])
+    parsed = parse(text + "\r\n" + empty + "\r\n" + empty + "\r\n")
+    np.testing.assert_array_equal(parsed.pixels, pixels)
+    np.testing.assert_array_equal(parsed.labels, labels)
+    assert parsed.skipped_rows == 4
+
+
+def test_rows_after_skipped_rows_keep_their_file_row_number() -> None:
+    lines = cells(3, {5: "300"})
+    lines.insert(2, "," * 784)  # data row 2 is empty; the bad row is now data row 4
+    error = rejected("\n".join(lines))
+    assert (error.code, error.row, error.column) == ("out_of_range", 4, "pixel4")
+
+
+def test_the_row_limit_counts_rows_that_are_kept() -> None:
+    pixels, labels = sample(3)
+    text = csv_text(pixels, labels) + ("," * 784 + "\n") * 5
+    assert len(parse(text, max_rows=3).pixels) == 3
+    assert rejected(text, max_rows=2).code == "too_many_rows"
+
+
+@pytest.mark.parametrize(
+    ("first_line", "message"),
+    [("sep=;", "declares sep=;; use commas"), ("sep=\t", "declares sep=; use commas")],
+)
+def test_a_sep_line_naming_another_delimiter_is_refused(first_line: str, message: str) -> None:
+    pixels, labels = sample()
+    error = rejected(first_line + "\n" + csv_text(pixels, labels))
+    assert error.code == "bad_delimiter" and message in str(error)
+
+
+# Compressed files: Kaggle's zip, .csv.gz; limits apply to the uncompressed size
+
+
+def zip_bytes(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, content in members.items():
+            archive.writestr(name, content)
+    return buffer.getvalue()
+
+
+def test_kaggle_zip_gives_its_test_csv() -> None:
+    pixels, labels = sample(5)
+    test_pixels, _ = sample(3, seed=1)
+    archive = zip_bytes(
+        {
+            "sample_submission.csv": b"ImageId,Label\n1,0\n",
+            "train.csv": csv_text(pixels, labels).encode(),
+            "test.csv": csv_text(test_pixels).encode(),
+        }
+    )
+    parsed = parse(archive)
+    np.testing.assert_array_equal(parsed.pixels, test_pixels)
+    assert parsed.labels is None
+
+
+def test_a_zip_with_one_csv_gives_it() -> None:
+    pixels, labels = sample(2)
+    archive = zip_bytes({"notes.txt": b"hi", "digits/mine.csv": csv_text(pixels, labels).encode()})
+    np.testing.assert_array_equal(parse(archive).labels, labels)
+
+
+def test_a_zip_with_several_csvs_and_no_test_csv_is_refused() -> None:
+    error = rejected(zip_bytes({"a.csv": b"x", "b.csv": b"y"}))
+    assert error.code == "bad_archive"
+    assert str(error) == "the zip holds a.csv, b.csv: expected test.csv or exactly one CSV file"
+
+
+def test_gzip_files_of_one_or_more_members() -> None:
+    pixels, labels = sample(4)
+    text = csv_text(pixels, labels).encode()
+    halves = gzip.compress(text[:5000]) + gzip.compress(text[5000:])
+    for data in (gzip.compress(text), halves):
+        np.testing.assert_array_equal(parse(data).pixels, pixels)
+
+
+def test_zip_and_gzip_bombs_are_refused_past_the_limit() -> None:
+    limit = kaggle_csv.text_limit(2)
+    bomb = b"0," * (limit // 2 + 10)  # compresses ~1000:1
+    assert len(gzip.compress(bomb)) < limit // 100
+    for data in (gzip.compress(bomb), zip_bytes({"test.csv": bomb})):
+        error = rejected(data, max_rows=2)
+        assert error.code == "too_large"
+        assert f"more than the limit of {limit:,} bytes uncompressed" in str(error)
+
+
+def test_a_zip_that_understates_its_size_is_cut_at_the_limit() -> None:
+    limit = kaggle_csv.text_limit(1)
+    archive = bytearray(zip_bytes({"test.csv": b"1" * (limit * 3)}))
+    # Rewrite the uncompressed size in the central directory to claim 10 bytes.
+    central = archive.rindex(b"PK\x01\x02")
+    archive[central + 24 : central + 28] = (10).to_bytes(4, "little")
+    with pytest.raises(compressed.ArchiveError) as caught:
+        compressed.unzip_csv(bytes(archive), limit)
+    assert caught.value.code in {"too_large", "bad_archive"}

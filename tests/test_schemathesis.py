@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
+import io
+import zipfile
 from collections import defaultdict
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import schemathesis
@@ -37,6 +41,20 @@ expected-statuses = ["400", "404", "405", "409", "413", "415", "422", "429"]
 include-path-regex = "^/v1/(batches|predict/image)$"
 checks.positive_data_acceptance.enabled = false
 """
+
+
+@schemathesis.serializer("application/gzip", "application/zip")
+def _compressed(context: Any, value: Any) -> bytes:
+    """Generated text, compressed as the declared type: the decompression path is fuzzed too."""
+    data = value if isinstance(value, bytes) else str(value).encode()
+    if context.case.media_type == "application/gzip":
+        return gzip.compress(data)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("test.csv", data)
+    return buffer.getvalue()
+
+
 APP = create_app(CONFIG)  # loading the schema reads /openapi.json only: no Redis yet
 SCHEMA = schemathesis.openapi.from_wsgi(
     "/openapi.json", APP, config=schemathesis.config.SchemathesisConfig.from_str(CHECKS)
