@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from redis.sentinel import SentinelConnectionPool
 
+from store import logs
 from store.connection import RedisUrlError, SentinelUrl, connect, parse_sentinel_url
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,10 +49,12 @@ def test_a_malformed_sentinel_url_says_what_the_form_is(url: str) -> None:
         parse_sentinel_url(url)
 
 
-def test_the_password_never_appears_in_the_error() -> None:
+def test_the_password_never_appears_in_the_error_or_the_logs() -> None:
     with pytest.raises(RedisUrlError) as raised:
         parse_sentinel_url("redis+sentinel://:hunter2@host:26379")
     assert "hunter2" not in str(raised.value)
+    masked = logs.mask("worker on Redis redis+sentinel://:hunter2@a:26379,b:26379/digits/0")
+    assert masked == "worker on Redis redis+sentinel://:***@a:26379,b:26379/digits/0"
 
 
 def test_connect_gives_a_sentinel_managed_client_with_the_options() -> None:

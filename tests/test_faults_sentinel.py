@@ -47,6 +47,7 @@ def test_a_sentinel_url_reaches_the_primary_and_its_database(group: SentinelGrou
     wait_for(lambda: Redis(port=group.replica.port, db=3).get("digits:test:found"), 10, "a copy")
 
 
+@pytest.mark.slow
 def test_the_cli_and_digits_up_work_through_the_sentinels(
     group: SentinelGroup, networks: dict[str, bytes], pixels: np.ndarray, tmp_path: Path
 ) -> None:

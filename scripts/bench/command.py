@@ -17,6 +17,7 @@ BENCH_MODULES = [
     "scripts.bench.memory",
     "scripts.bench.chunks",
     "scripts.bench.profile",
+    "scripts.bench.redis_load",
     "scripts.soak",
 ]
 
