@@ -55,6 +55,7 @@ def batch_status(batch_id: str) -> Any:
         "status": batch.status,
         "rows": batch.rows,
         "rows_done": batch.rows_done,
+        "uncertain_rows": batch.uncertain_rows,
         "chunks": batch.chunks,
         "model_version": batch.model_versions[0] if len(batch.model_versions) == 1 else None,
         "model_versions": batch.model_versions,
@@ -62,6 +63,7 @@ def batch_status(batch_id: str) -> Any:
         "started_at": batch.started_at,
         "finished_at": batch.finished_at,
         "submission_url": url_for("batches.submission", batch_id=batch_id),
+        "results_url": url_for("batches.results", batch_id=batch_id),
     }
     if batch.has_labels:
         body["accuracy"] = batch.correct / batch.rows_done if batch.rows_done else None
@@ -73,6 +75,22 @@ def batch_status(batch_id: str) -> Any:
 @bp.get("/batches/<batch_id>/submission.csv")
 def submission(batch_id: str) -> Response:
     """Stream `ImageId,Label` for a finished batch; 409 until it is finished."""
+    connection, batch = services().redis, _finished(batch_id)
+    labels = batches.iter_labels(connection, batch)
+    image_ids = batches.read_image_ids(connection, batch)
+    return _csv(_submission_lines(labels, image_ids), "submission.csv")
+
+
+@bp.get("/batches/<batch_id>/results.csv")
+def results(batch_id: str) -> Response:
+    """Stream `ImageId,Label,Confidence,Uncertain` for a finished batch; 409 until then."""
+    connection, batch = services().redis, _finished(batch_id)
+    answers = batches.iter_answers(connection, batch)
+    image_ids = batches.read_image_ids(connection, batch)
+    return _csv(_results_lines(answers, image_ids), "results.csv")
+
+
+def _finished(batch_id: str) -> batches.Batch:
     batch = _find(batch_id)
     if batch.status != "finished":
         raise ApiError(
@@ -80,13 +98,12 @@ def submission(batch_id: str) -> Response:
             "not_finished",
             f"batch {batch_id} is {batch.status}: {batch.rows_done} of {batch.rows} rows done",
         )
-    labels = batches.iter_labels(services().redis, batch)
-    image_ids = batches.read_image_ids(services().redis, batch)
-    return Response(
-        _submission_lines(labels, image_ids),
-        mimetype="text/csv",
-        headers={"Content-Disposition": "attachment; filename=submission.csv"},
-    )
+    return batch
+
+
+def _csv(lines: Iterator[bytes], filename: str) -> Response:
+    disposition = f"attachment; filename={filename}"
+    return Response(lines, mimetype="text/csv", headers={"Content-Disposition": disposition})
 
 
 def _upload(decoded_limit: int) -> bytes:
@@ -124,3 +141,22 @@ def _submission_lines(
             f"{i},{label}\n" for i, label in zip(ids, chunk.tolist(), strict=True)
         ).encode()
         first += len(chunk)
+
+
+def _results_lines(
+    answers: Iterator[batches.Answers], image_ids: NDArray[np.int64]
+) -> Iterator[bytes]:
+    yield b"ImageId,Label,Confidence,Uncertain\n"
+    first = 0
+    for chunk in answers:
+        rows = zip(
+            image_ids[first : first + len(chunk.labels)].tolist(),
+            chunk.labels.tolist(),
+            chunk.confidence.tolist(),
+            chunk.uncertain.tolist(),
+            strict=True,
+        )
+        yield "".join(
+            f"{i},{label},{confidence:.4f},{int(flag)}\n" for i, label, confidence, flag in rows
+        ).encode()
+        first += len(chunk.labels)

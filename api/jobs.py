@@ -93,6 +93,8 @@ def _finished(job_id: str, result: results.Result) -> dict[str, Any]:
         "status": "finished",
         "labels": result.labels,
         "probabilities": result.probabilities,
+        "confidence": result.confidence,
+        "uncertain": result.uncertain,
         "model_version": result.model_version,
     }
 

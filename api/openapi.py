@@ -136,23 +136,15 @@ def _paths(config: Any) -> dict[str, Any]:
                 parameters=[_path_id("batch_id", ID)],
             )
         },
-        "/v1/batches/{batch_id}/submission.csv": {
-            "get": _op(
-                "The Kaggle submission (ImageId,Label) of a finished batch",
-                {
-                    "200": {
-                        "description": "ImageId from the upload's ImageId column, else "
-                        "1-based in upload order",
-                        "content": {"text/csv": {"schema": {"type": "string"}}},
-                    },
-                    "404": ERROR,
-                    "409": ERROR,
-                    "410": ERROR,
-                    "503": ERROR,
-                },
-                parameters=[_path_id("batch_id", ID)],
-            )
-        },
+        "/v1/batches/{batch_id}/submission.csv": _batch_csv(
+            "The Kaggle submission (ImageId,Label) of a finished batch",
+            "ImageId from the upload's ImageId column, else 1-based in upload order",
+        ),
+        "/v1/batches/{batch_id}/results.csv": _batch_csv(
+            "Every row's label, confidence and uncertain flag of a finished batch",
+            "ImageId,Label,Confidence,Uncertain; ImageId as in submission.csv, Confidence the "
+            "calibrated top probability (4 decimals), Uncertain 1 or 0",
+        ),
         "/v1/models": {
             "get": _op(
                 "Published models, newest first",
@@ -185,6 +177,16 @@ def _schemas(config: Any) -> dict[str, Any]:
         },
     }
     labels = {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 9}}
+    confidence = {
+        "type": "array",
+        "description": "per image: the calibrated top probability",
+        "items": {"type": "number", "minimum": 0, "maximum": 1},
+    }
+    uncertain = {
+        "type": "array",
+        "description": "per image: not sure, or not one digit; send it to a person",
+        "items": {"type": "boolean"},
+    }
     return {
         "ImagesBody": {
             "oneOf": [
@@ -243,9 +245,19 @@ def _schemas(config: Any) -> dict[str, Any]:
                 "status": {"type": "string", "enum": ["finished"]},
                 "labels": labels,
                 "probabilities": probabilities,
+                "confidence": confidence,
+                "uncertain": uncertain,
                 "model_version": VERSION,
             },
-            ["job_id", "status", "labels", "probabilities", "model_version"],
+            [
+                "job_id",
+                "status",
+                "labels",
+                "probabilities",
+                "confidence",
+                "uncertain",
+                "model_version",
+            ],
         ),
         "JobStatus": _object(
             {
@@ -253,6 +265,8 @@ def _schemas(config: Any) -> dict[str, Any]:
                 "status": {"type": "string", "enum": ["queued", "started", "finished", "failed"]},
                 "labels": labels,
                 "probabilities": probabilities,
+                "confidence": confidence,
+                "uncertain": uncertain,
                 "model_version": VERSION,
                 "error": {"type": "string"},
             },
@@ -286,6 +300,11 @@ def _schemas(config: Any) -> dict[str, Any]:
                 "status": {"type": "string", "enum": ["queued", "running", "finished", "failed"]},
                 "rows": {"type": "integer", "minimum": 1},
                 "rows_done": {"type": "integer", "minimum": 0},
+                "uncertain_rows": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "description": "rows done so far flagged uncertain",
+                },
                 "chunks": {"type": "integer", "minimum": 1},
                 "model_version": {**VERSION, "nullable": True},
                 "model_versions": {"type": "array", "items": VERSION},
@@ -295,12 +314,14 @@ def _schemas(config: Any) -> dict[str, Any]:
                 "finished_at": {**NULLABLE_TEXT, "format": "date-time"},
                 "error": {"type": "string"},
                 "submission_url": {"type": "string"},
+                "results_url": {"type": "string"},
             },
             [
                 "batch_id",
                 "status",
                 "rows",
                 "rows_done",
+                "uncertain_rows",
                 "chunks",
                 "model_version",
                 "model_versions",
@@ -308,6 +329,7 @@ def _schemas(config: Any) -> dict[str, Any]:
                 "started_at",
                 "finished_at",
                 "submission_url",
+                "results_url",
             ],
         ),
         "Model": _object(
@@ -358,6 +380,13 @@ def _responses() -> dict[str, Any]:
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
         }
     }
+
+
+def _batch_csv(summary: str, description: str) -> dict[str, Any]:
+    """A CSV of a finished batch: 409 until it is finished."""
+    csv = {"description": description, "content": {"text/csv": {"schema": {"type": "string"}}}}
+    responses = {"200": csv, **dict.fromkeys(("404", "409", "410", "503"), ERROR)}
+    return {"get": _op(summary, responses, parameters=[_path_id("batch_id", ID)])}
 
 
 def _op(summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:

@@ -1,9 +1,10 @@
 """Batch records in Redis: a CSV's chunks, their progress, and the labels they produced.
 
 A batch is a hash (rows, chunks, progress counters, timestamps) plus one key per chunk for
-its pixels, its given labels (when the upload had a `label` column) and its predicted
-labels. A chunk is counted by an atomic script that first adds the chunk number to a set,
-so a chunk that runs twice (its worker died after finishing) is counted once.
+its pixels, its given labels (when the upload had a `label` column), its predicted labels
+and their confidences and uncertain flags. A chunk is counted by an atomic script that
+first adds the chunk number to a set, so a chunk that runs twice (its worker died after
+finishing) is counted once.
 """
 
 from __future__ import annotations
@@ -19,13 +20,15 @@ from redis.client import Pipeline
 
 from store import codec, keys, lua
 
-# KEYS: record, done set, versions set, labels, pixels, truth
-# ARGV: chunk, rows, correct, model version, label bytes, ttl, now
+# KEYS: record, done set, versions set, labels, pixels, truth, confidence
+# ARGV: chunk, rows, correct, model version, label bytes, ttl, now, confidence bytes, uncertain
 _COMPLETE_CHUNK = lua.script(
     """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 if redis.call('SADD', KEYS[2], ARGV[1]) == 0 then return 0 end
 redis.call('SET', KEYS[4], ARGV[5], 'EX', ARGV[6])
+redis.call('SET', KEYS[7], ARGV[8], 'EX', ARGV[6])
+redis.call('HINCRBY', KEYS[1], 'uncertain_rows', ARGV[9])
 redis.call('SADD', KEYS[3], ARGV[4])
 redis.call('EXPIRE', KEYS[2], ARGV[6])
 redis.call('EXPIRE', KEYS[3], ARGV[6])
@@ -50,6 +53,7 @@ class Batch:
     chunk_rows: int
     rows_done: int
     correct: int
+    uncertain_rows: int
     has_labels: bool
     status: str  # queued | running | finished | failed
     created_at: str
@@ -57,6 +61,15 @@ class Batch:
     finished_at: str | None = None
     error: str | None = None
     model_versions: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Answers:
+    """What a worker found for one chunk: labels, confidences and uncertain flags `(n,)`."""
+
+    labels: NDArray[np.integer]
+    confidence: NDArray[np.floating]
+    uncertain: NDArray[np.bool_]
 
 
 @dataclass(frozen=True)
@@ -95,6 +108,7 @@ def create(
             "chunk_rows": chunk_rows,
             "rows_done": 0,
             "correct": 0,
+            "uncertain_rows": 0,
             "has_labels": int(truth is not None),
             "created_at": now(),
         },
@@ -132,12 +146,12 @@ def complete_chunk(
     connection: Redis,
     batch_id: str,
     chunk: int,
-    labels: NDArray[np.integer],
+    answers: Answers,
     correct: int,
     model_version: str,
     ttl: int,
 ) -> bool:
-    """Store a chunk's labels and count it, once; return False if it was already counted."""
+    """Store a chunk's answers and count it, once; return False if it was already counted."""
     script_keys = [
         keys.batch(batch_id),
         keys.batch_done(batch_id),
@@ -145,15 +159,18 @@ def complete_chunk(
         keys.batch_labels(batch_id, chunk),
         keys.batch_pixels(batch_id, chunk),
         keys.batch_truth(batch_id, chunk),
+        keys.batch_confidence(batch_id, chunk),
     ]
     args: list[str | int | bytes] = [
         str(chunk),
-        len(labels),
+        len(answers.labels),
         correct,
         model_version,
-        codec.labels_to_bytes(labels),
+        codec.labels_to_bytes(answers.labels),
         ttl,
         now(),
+        codec.confidences_to_bytes(answers.confidence) + codec.flags_to_bytes(answers.uncertain),
+        int(np.count_nonzero(answers.uncertain)),
     ]
     return bool(lua.run(connection, _COMPLETE_CHUNK, script_keys, args) == 1)
 
@@ -180,6 +197,7 @@ def read(connection: Redis, batch_id: str) -> Batch | None:
         chunk_rows=int(text["chunk_rows"]),
         rows_done=int(text["rows_done"]),
         correct=int(text["correct"]),
+        uncertain_rows=int(text.get("uncertain_rows", 0)),
         has_labels=text["has_labels"] == "1",
         status=_status(text),
         created_at=text["created_at"],
@@ -211,3 +229,15 @@ def read_image_ids(connection: Redis, batch: Batch) -> NDArray[np.int64]:
     if data is None:
         return np.arange(1, batch.rows + 1, dtype=np.int64)
     return np.frombuffer(codec.raw(data), "<i8").astype(np.int64)
+
+
+def iter_answers(connection: Redis, batch: Batch) -> Iterator[Answers]:
+    """Yield labels, confidences and uncertain flags chunk by chunk, in upload order."""
+    for chunk, labels in enumerate(iter_labels(connection, batch)):
+        data = connection.get(keys.batch_confidence(batch.batch_id, chunk))
+        if data is None:
+            raise LookupError(f"batch {batch.batch_id} chunk {chunk}: its confidences expired")
+        data = codec.raw(data)
+        split = 4 * len(labels)
+        confidence = codec.confidences_from_bytes(data[:split])
+        yield Answers(labels, confidence, codec.flags_from_bytes(data[split:]))

@@ -1,4 +1,4 @@
-"""Arrays as raw bytes in Redis: pixels and labels as uint8, probabilities as float32."""
+"""Arrays as raw bytes in Redis: pixels, labels and flags as uint8, probabilities as float32."""
 
 from __future__ import annotations
 
@@ -37,6 +37,26 @@ def probabilities_to_bytes(probabilities: NDArray[np.floating]) -> bytes:
 def probabilities_from_bytes(data: bytes) -> NDArray[np.float32]:
     """Decode float32 probabilities into `(n, 10)`."""
     return np.frombuffer(data, dtype=np.float32).reshape(-1, N_CLASSES)
+
+
+def flags_to_bytes(flags: NDArray[np.bool_]) -> bytes:
+    """Encode booleans as one byte each (0 or 1)."""
+    return np.asarray(flags, dtype=np.uint8).tobytes()
+
+
+def flags_from_bytes(data: bytes) -> NDArray[np.bool_]:
+    """Decode one byte per boolean."""
+    return np.frombuffer(data, dtype=np.uint8).astype(bool)
+
+
+def confidences_to_bytes(confidences: NDArray[np.floating]) -> bytes:
+    """Encode `(n,)` probabilities as float32."""
+    return np.ascontiguousarray(confidences, dtype=np.float32).tobytes()
+
+
+def confidences_from_bytes(data: bytes) -> NDArray[np.float32]:
+    """Decode float32 probabilities into `(n,)`."""
+    return np.frombuffer(data, dtype=np.float32)
 
 
 def raw(reply: bytes | str) -> bytes:

@@ -83,6 +83,11 @@ def batch_image_ids(batch_id: str) -> str:
     return f"{PREFIX}batch:{batch_id}:image_ids"
 
 
+def batch_confidence(batch_id: str, chunk: int) -> str:
+    """Key of one chunk's confidences (float32) followed by its uncertain flags (uint8)."""
+    return f"{PREFIX}batch:{batch_id}:confidence:{chunk}"
+
+
 def batch_done(batch_id: str) -> str:
     """Key of the set of chunk numbers already counted, so a re-run chunk counts once."""
     return f"{PREFIX}batch:{batch_id}:done"

@@ -1,8 +1,9 @@
 """Job results in Redis: written by a worker, read (or waited for) by the API.
 
-A result is one value, `<model version>:<float32 probabilities>` or `error:<message>`,
-stored under the job's result key and also pushed to its notify list, so a caller
-blocked on that list gets the answer in the same round trip that wakes it.
+A result is one value, `<model version>:<float32 probabilities><uint8 uncertain flags>`
+(40 + 1 bytes per image) or `error:<message>`, stored under the job's result key and
+also pushed to its notify list, so a caller blocked on that list gets the answer in the
+same round trip that wakes it.
 """
 
 from __future__ import annotations
@@ -24,19 +25,35 @@ NOTIFY_TTL = 60
 
 @dataclass(frozen=True)
 class Result:
-    """What a finished job produced: labels and probabilities, or an error message."""
+    """What a finished job produced: labels, probabilities and flags, or an error message."""
 
     labels: NDArray[np.int64] | None = None
     probabilities: NDArray[np.float32] | None = None
+    uncertain: NDArray[np.bool_] | None = None
     model_version: str | None = None
     error: str | None = None
 
+    @property
+    def confidence(self) -> NDArray[np.float32] | None:
+        """The calibrated top probability of each image `(n,)`."""
+        return None if self.probabilities is None else self.probabilities.max(axis=1)
+
 
 def write(
-    pipe: Pipeline, job_id: str, probabilities: NDArray[np.floating], model_version: str, ttl: int
+    pipe: Pipeline,
+    job_id: str,
+    probabilities: NDArray[np.floating],
+    uncertain: NDArray[np.bool_],
+    model_version: str,
+    ttl: int,
 ) -> None:
     """Queue on `pipe` the result of a job and the wake-up of whoever waits for it."""
-    payload = model_version.encode() + b":" + codec.probabilities_to_bytes(probabilities)
+    payload = (
+        model_version.encode()
+        + b":"
+        + codec.probabilities_to_bytes(probabilities)
+        + codec.flags_to_bytes(uncertain)
+    )
     _store(pipe, job_id, payload, ttl)
 
 
@@ -71,9 +88,12 @@ def _decode(payload: bytes) -> Result:
     head, _, body = payload.partition(b":")
     if head == ERROR:
         return Result(error=body.decode())
-    probabilities = codec.probabilities_from_bytes(body)  # (n, 10)
+    images = len(body) // (4 * codec.N_CLASSES + 1)
+    split = 4 * codec.N_CLASSES * images
+    probabilities = codec.probabilities_from_bytes(body[:split])  # (n, 10)
     return Result(
         labels=probabilities.argmax(axis=1),
         probabilities=probabilities,
+        uncertain=codec.flags_from_bytes(body[split:]),
         model_version=head.decode(),
     )

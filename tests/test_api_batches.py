@@ -124,7 +124,8 @@ def test_batch_keys_expire(
     ).json
     service.work()
     ours = [key.decode() for key in redis_conn.scan_iter(keys.batch(body["batch_id"]) + "*")]
-    assert len(ours) == 1 + 3 + 2  # record, labels per chunk, done and versions sets
+    # record, labels and confidences per chunk, done and versions sets
+    assert len(ours) == 1 + 3 + 3 + 2
     assert all(0 < redis_conn.ttl(key) <= 86_400 for key in ours)
 
 

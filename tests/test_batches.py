@@ -8,6 +8,13 @@ from redis import Redis
 from store import batches, keys
 
 
+def answers(labels: list[int], uncertain: list[bool] | None = None) -> batches.Answers:
+    """Labels with confidences 0.5, 0.6, ... and the given flags (none set by default)."""
+    flags = np.array(uncertain if uncertain is not None else [False] * len(labels))
+    confidence = 0.5 + 0.1 * np.arange(len(labels))
+    return batches.Answers(np.array(labels), confidence, flags)
+
+
 def create(connection: Redis, rows: int, chunk_rows: int, truth: bool = False) -> np.ndarray:
     pixels = np.arange(rows * 784, dtype=np.int64).reshape(rows, 784).astype(np.uint8)
     labels = np.arange(rows) % 10 if truth else None
@@ -31,25 +38,35 @@ def test_each_chunk_counts_once_and_the_last_finishes(redis_conn: Redis) -> None
     chunk = batches.read_chunk(redis_conn, "b1", 0)
     assert chunk is not None and chunk.truth is not None
     assert batches.read(redis_conn, "b1").status == "running"
-    labels = np.array([0, 9])
-    assert batches.complete_chunk(redis_conn, "b1", 0, labels, 1, "v1", ttl=60) is True
-    assert batches.complete_chunk(redis_conn, "b1", 0, labels, 1, "v1", ttl=60) is False
+    first = answers([0, 9], [True, False])
+    assert batches.complete_chunk(redis_conn, "b1", 0, first, 1, "v1", ttl=60) is True
+    assert batches.complete_chunk(redis_conn, "b1", 0, first, 1, "v1", ttl=60) is False
     assert batches.read_chunk(redis_conn, "b1", 0) is None
     assert redis_conn.get(keys.batch_pixels("b1", 0)) is None  # input dropped once counted
     batch = batches.read(redis_conn, "b1")
     assert (batch.rows_done, batch.correct, batch.status) == (2, 1, "running")
-    batches.complete_chunk(redis_conn, "b1", 2, np.array([4]), 1, "v2", ttl=60)
-    batches.complete_chunk(redis_conn, "b1", 1, np.array([2, 3]), 2, "v2", ttl=60)
+    assert batch.uncertain_rows == 1  # counted once although the chunk completed twice
+    batches.complete_chunk(redis_conn, "b1", 2, answers([4], [True]), 1, "v2", ttl=60)
+    batches.complete_chunk(redis_conn, "b1", 1, answers([2, 3]), 2, "v2", ttl=60)
     batch = batches.read(redis_conn, "b1")
     assert (batch.rows_done, batch.correct, batch.status) == (5, 4, "finished")
+    assert batch.uncertain_rows == 2
     assert batch.model_versions == ["v1", "v2"]
     assert batch.finished_at is not None
     labels_read = np.concatenate(list(batches.iter_labels(redis_conn, batch)))
     assert labels_read.tolist() == [0, 9, 2, 3, 4]
+    read = list(batches.iter_answers(redis_conn, batch))
+    assert np.concatenate([chunk.labels for chunk in read]).tolist() == [0, 9, 2, 3, 4]
+    assert np.concatenate([chunk.uncertain for chunk in read]).tolist() == [
+        True, False, False, False, True
+    ]  # fmt: skip
+    # float32 round trip of 0.5, 0.6, ...: within one float32 ulp near 1 (6e-8)
+    confidence = np.concatenate([chunk.confidence for chunk in read])
+    np.testing.assert_allclose(confidence, [0.5, 0.6, 0.5, 0.6, 0.5], atol=1e-7)
 
 
 def test_completing_an_expired_batch_recreates_nothing(redis_conn: Redis) -> None:
-    assert batches.complete_chunk(redis_conn, "gone", 0, np.array([1]), 0, "v", ttl=60) is False
+    assert batches.complete_chunk(redis_conn, "gone", 0, answers([1]), 0, "v", ttl=60) is False
     assert redis_conn.keys("*") == []
 
 

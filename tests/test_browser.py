@@ -219,6 +219,23 @@ def test_drawing_a_digit_shows_its_prediction(page: Chrome, live: LiveService) -
     page.save_screenshot(str(ARTIFACTS / "drawn-digit.png"))
 
 
+def two_strokes() -> list[list[tuple[float, float]]]:
+    """Pen strokes of "1 1": two short upright strokes far apart, not one digit."""
+    return [[(60.0, 110 + 6.0 * i) for i in range(11)], [(220.0, 110 + 6.0 * i) for i in range(11)]]
+
+
+def test_a_flagged_answer_shows_not_sure(page: Chrome, live: LiveService) -> None:
+    draw(page, two_strokes())
+    shown = prediction(page)
+    assert shown["label"] == "not sure"
+    assert "best guess" in page.find_element(By.ID, "confidence").text
+    assert shown["seenInk"] > 0
+    page.find_element(By.ID, "clear").click()
+    draw(page, three())
+    assert prediction(page)["label"] == "3"  # a clear digit is shown as the digit again
+    assert "unsure" not in page.find_element(By.ID, "label").get_attribute("class")
+
+
 def test_clear_empties_the_pad(page: Chrome) -> None:
     draw(page, seven())
     prediction(page)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -18,6 +18,8 @@ log = logging.getLogger(__name__)
 
 class Network(Protocol):
     """The part of `model`'s network a worker uses."""
+
+    metadata: dict[str, Any]
 
     def predict_proba(self, pixels: NDArray[np.uint8]) -> NDArray[np.float32]: ...
 

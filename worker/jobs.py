@@ -10,12 +10,17 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Any
 
+import numpy as np
+from numpy.typing import NDArray
 from redis import Redis
 from rq import get_current_job
 from rq.job import Job
 
 from store import batches, codec, groups, keys, results
-from worker.cache import ModelCache, NoModel
+from worker import uncertainty
+from worker.cache import ModelCache, Network, NoModel
+
+Flags = NDArray[np.bool_]
 
 # One per process: the worker fills it before its loop (`preload`) and every job reuses it.
 CACHE = ModelCache()
@@ -33,7 +38,7 @@ def preload(connection: Redis) -> str | None:
 
 
 def predict(job_id: str, ttl: int) -> dict[str, Any]:
-    """Label the images stored for `job_id`; store labels, probabilities and the version."""
+    """Label the images stored for `job_id`; store probabilities, flags and the version."""
     connection = _connection()
     pipe = connection.pipeline(transaction=False)
     pipe.get(keys.job_pixels(job_id))
@@ -42,9 +47,9 @@ def predict(job_id: str, ttl: int) -> dict[str, Any]:
     if data is None:
         raise LookupError(f"job {job_id}: its pixels expired or were deleted")
     network, version = CACHE.get(connection, _text(current))
-    probabilities = network.predict_proba(codec.pixels_from_bytes(data))  # (n, 10)
+    probabilities, uncertain = _answer(network, codec.pixels_from_bytes(data))
     pipe = connection.pipeline(transaction=False)
-    results.write(pipe, job_id, probabilities, version, ttl)
+    results.write(pipe, job_id, probabilities, uncertain, version, ttl)
     pipe.delete(keys.job_pixels(job_id))
     pipe.execute()
     return {"images": len(probabilities), "model_version": version}
@@ -55,11 +60,12 @@ def predict_group(group_id: str, ttl: int) -> dict[str, Any]:
     connection = _connection()
     group = groups.claim(connection, group_id)
     network, version = CACHE.get(connection, group.current_model)
-    probabilities = network.predict_proba(group.pixels)  # (n, 10)
+    probabilities, uncertain = _answer(network, group.pixels)
     pipe = connection.pipeline(transaction=False)
     start = 0
     for job_id, images in group.members:
-        results.write(pipe, job_id, probabilities[start : start + images], version, ttl)
+        share = slice(start, start + images)
+        results.write(pipe, job_id, probabilities[share], uncertain[share], version, ttl)
         start += images
     groups.delete(pipe, group_id)
     pipe.execute()
@@ -74,11 +80,12 @@ def predict_chunk(batch_id: str, chunk: int, ttl: int) -> dict[str, Any]:
     if chunk_input is None:
         return {"rows": 0, "counted": False, **where}
     network, version = CACHE.get(connection, _text(connection.get(keys.MODELS_CURRENT)))
-    labels = network.predict_proba(chunk_input.pixels).argmax(axis=1)  # (n,)
+    probabilities, uncertain = _answer(network, chunk_input.pixels)
+    answers = batches.Answers(probabilities.argmax(axis=1), probabilities.max(axis=1), uncertain)
     truth = chunk_input.truth
-    correct = 0 if truth is None else int((labels == truth).sum())
-    counted = batches.complete_chunk(connection, batch_id, chunk, labels, correct, version, ttl)
-    return {"rows": len(labels), "counted": counted, "model_version": version, **where}
+    correct = 0 if truth is None else int((answers.labels == truth).sum())
+    counted = batches.complete_chunk(connection, batch_id, chunk, answers, correct, version, ttl)
+    return {"rows": len(answers.labels), "counted": counted, "model_version": version, **where}
 
 
 def predict_failed(
@@ -115,6 +122,13 @@ def chunk_failed(
 ) -> None:
     """Mark the chunk's batch failed with the message."""
     batches.mark_failed(connection, job.args[0], _message(exc_type, exc_value))
+
+
+def _answer(network: Network, pixels: NDArray[np.uint8]) -> tuple[NDArray[np.float32], Flags]:
+    """Return the probabilities `(n, 10)` of pixels `(n, 784)` and their uncertain flags `(n,)`."""
+    probabilities = network.predict_proba(pixels)
+    below = uncertainty.threshold(network.metadata)
+    return probabilities, uncertainty.flags(pixels, probabilities, below)
 
 
 def _connection() -> Redis:

@@ -156,8 +156,12 @@ async function finished(answer) {
 function showPrediction(answer) {
   const label = answer.labels[0];
   const probabilities = answer.probabilities[0];
-  $("label").textContent = label;
-  $("confidence").textContent = `${(probabilities[label] * 100).toFixed(1)}% sure`;
+  const unsure = answer.uncertain[0];
+  // A flagged answer (not sure, or not one digit) shows no digit: a guess is not an answer.
+  $("label").textContent = unsure ? "not sure" : label;
+  $("label").classList.toggle("unsure", unsure);
+  const sure = `${(answer.confidence[0] * 100).toFixed(1)}% sure`;
+  $("confidence").textContent = unsure ? `best guess ${label}, ${sure}` : sure;
   drawBars(probabilities, label);
   drawSeen(answer.pixels);
   showVersion(answer.model_version);
@@ -211,7 +215,8 @@ async function uploadCsv(file) {
       status.accuracy === undefined || status.accuracy === null
         ? ""
         : `, accuracy ${(status.accuracy * 100).toFixed(2)}%`;
-    $("batch-status").textContent = `Done: ${status.rows} rows${accuracy}.`;
+    const unsure = `, ${status.uncertain_rows} uncertain`;
+    $("batch-status").textContent = `Done: ${status.rows} rows${unsure}${accuracy}.`;
   } catch (error) {
     $("batch-status").textContent = "Batch failed.";
     say(error.message, true);
@@ -256,6 +261,7 @@ function start() {
     resetPad();
     asked++;
     $("label").textContent = "?";
+    $("label").classList.remove("unsure");
     $("confidence").textContent = "Draw a digit to start";
     drawBars(new Array(10).fill(0), -1);
     $("seen").getContext("2d").clearRect(0, 0, 28, 28);
