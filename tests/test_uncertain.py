@@ -75,8 +75,7 @@ def test_flags_low_confidence_and_not_a_digit() -> None:
 @pytest.mark.parametrize(
     ("metadata", "expected"),
     [
-        ({"calibration": {"uncertain_below": 0.8}}, 0.8),
-        ({"uncertain_below": 0.7}, 0.7),
+        ({"calibration": {"confidence_threshold": 0.8, "temperature": 0.5}}, 0.8),
         ({"calibration": {"temperature": 1.5}}, uncertainty.FALLBACK_THRESHOLD),
         ({}, uncertainty.FALLBACK_THRESHOLD),
     ],
@@ -87,7 +86,7 @@ def test_threshold_comes_from_the_metadata(metadata: dict, expected: float) -> N
 
 def publish_with_threshold(connection: Redis, below: float) -> str:
     net = model.build("mlp", seed=0)
-    net.metadata["calibration"] = {"uncertain_below": below}
+    net.metadata["calibration"] = {"temperature": 1.0, "confidence_threshold": below}
     data = model.dumps(net)
     version = registry.publish(connection, data, model.loads(data).metadata)[0]
     registry.activate(connection, version)

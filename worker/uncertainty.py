@@ -3,8 +3,8 @@
 Two tests, either one flags an image:
 
 - **Not sure**: the calibrated top probability (`confidence`) is below the threshold the
-  weights file records (`metadata["calibration"]["uncertain_below"]`, chosen on validation
-  for a stated coverage target when the model was calibrated). A file without one gets
+  weights file records (`metadata["calibration"]["confidence_threshold"]`, chosen on the
+  validation split by `model.calibration.choose_threshold`). A file without one gets
   FALLBACK_THRESHOLD.
 - **Not one digit**: statistics of the 28x28 input that no MNIST digit shows. Every model
   answers such inputs with a digit, often at high confidence (uniform noise gets 0.99 from an
@@ -38,8 +38,9 @@ NOISE_ABOVE = 400  # lit pixels
 SOLID_ABOVE = 0.2  # share of ink that is the centre of a 5x5 square of ink
 WIDE_ABOVE = 1.25  # width / height of the ink's bounding box
 PIECE_SHARE = 0.1  # a component holding this share of the ink counts as a piece
-# Without a threshold in the weights file: the highest one that still leaves >= 98.5% of the
-# validation digits unflagged with the uncalibrated shipped CNN (98.6% at 0.55, measured).
+# Without a threshold in the weights file (a model never calibrated): the highest one that
+# left >= 98.5% of the validation digits unflagged with the uncalibrated CNN once shipped
+# (98.6% at 0.55, measured; label smoothing 0.1 held its top probabilities near 0.9).
 FALLBACK_THRESHOLD = 0.55
 # 8-connected inside each image of a stack, never across images.
 _STACK = np.zeros((3, 3, 3), dtype=bool)
@@ -50,8 +51,7 @@ _SQUARE[0] = True
 
 def threshold(metadata: dict[str, Any]) -> float:
     """Return the confidence below which an answer is uncertain, from a model's metadata."""
-    calibration = metadata.get("calibration") or {}
-    value = calibration.get("uncertain_below", metadata.get("uncertain_below"))
+    value = (metadata.get("calibration") or {}).get("confidence_threshold")
     return FALLBACK_THRESHOLD if value is None else float(value)
 
 
