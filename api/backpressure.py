@@ -1,4 +1,4 @@
-"""Backpressure: refuse new work while a queue is full, instead of queueing without bound.
+"""Backpressure: refuse new work that cannot be done soon, instead of queueing without bound.
 
 A queue's depth is counted in jobs (one LLEN): a /v1/predict or /v1/jobs request is one job
 (or rides in a micro-batch job), a CSV batch is one job per chunk of DIGITS_CHUNK_ROWS rows.
@@ -6,15 +6,27 @@ Work is refused with 429 `queue_full` and a Retry-After while the queue it would
 DIGITS_MAX_QUEUE jobs or more; a batch is admitted whole when its queue is below the bound.
 Work already queued carries a queue TTL (`dispatch`): what nobody waits for any more is
 dropped unrun instead of delaying everyone behind it.
+
+A caller who waits for the answer (`POST /v1/predict`) is told at once, 503 `no_worker`, when
+no worker is alive to give one; work that is only queued (/v1/jobs, batches) is still taken:
+it is durable and runs when a worker comes.
 """
 
 from __future__ import annotations
 
+import threading
+import time
+
 from rq import Queue
 
 from api.errors import ApiError
+from store import liveness
 
 RETRY_AFTER_SECONDS = 2  # a full queue drains in seconds: workers take hundreds of jobs a second
+NO_WORKER_RETRY_AFTER = 5  # seconds: a supervisor replaces a dead worker within about that
+# A live worker seen this recently is trusted without asking Redis again: two round trips
+# per predict otherwise. A worker dying inside this window is covered by the queue TTL.
+LIVE_WORKER_CACHE = 1.0
 
 
 def admit(queue: Queue, limit: int) -> None:
@@ -29,3 +41,36 @@ def admit(queue: Queue, limit: int) -> None:
             f"the {queue.name} queue holds {depth} jobs, its limit is {limit}; retry later",
             retry_after=RETRY_AFTER_SECONDS,
         )
+
+
+class WorkerCheck:
+    """Say whether a worker is alive on a queue, asking Redis at most once a second when one is."""
+
+    def __init__(self, queue: Queue) -> None:
+        self.queue = queue
+        self._seen_alive = -float("inf")  # monotonic time a live worker was last seen
+        self._lock = threading.Lock()
+
+    def require(self) -> None:
+        """Raise 503 `no_worker` with a Retry-After when no worker beats on the queue."""
+        if time.monotonic() - self._seen_alive < LIVE_WORKER_CACHE:
+            return
+        if liveness.live_workers(self.queue) == 0:
+            raise ApiError(
+                503,
+                "no_worker",
+                "no worker is alive to answer now (none has a current heartbeat); "
+                "retry later, or queue the work with POST /v1/jobs to have it run "
+                "when a worker starts (digits worker)",
+                retry_after=NO_WORKER_RETRY_AFTER,
+            )
+        with self._lock:
+            self._seen_alive = time.monotonic()
+
+
+def waiting(queue: Queue) -> str:
+    """Say why work queued on `queue` has not started: no live worker, or busy ones."""
+    workers = liveness.live_workers(queue)
+    if workers == 0:
+        return "no worker has taken it yet: none is alive; it runs when one starts (digits worker)"
+    return f"no worker has taken it yet: {workers} alive, busy with earlier work"

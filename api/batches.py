@@ -9,7 +9,7 @@ import numpy as np
 from flask import Blueprint, Response, request, url_for
 from numpy.typing import NDArray
 
-from api import access, dispatch, ids, upload
+from api import access, backpressure, dispatch, ids, upload
 from api.errors import ApiError
 from api.services import services
 from formats.kaggle_csv import CSVFormatError, KaggleCSV, parse_kaggle_csv, text_limit
@@ -69,6 +69,8 @@ def batch_status(batch_id: str) -> Any:
         body["accuracy"] = batch.correct / batch.rows_done if batch.rows_done else None
     if batch.error is not None:
         body["error"] = batch.error
+    if batch.status == "queued":
+        body["message"] = backpressure.waiting(services().batch_queue)
     return body
 
 

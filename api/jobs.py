@@ -11,16 +11,16 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
-from api import access, dispatch, errors, ids, microbatch, payload
+from api import access, backpressure, dispatch, errors, ids, microbatch, payload
 from api.errors import ApiError
 from api.services import Services, services
-from store import codec, keys, results
+from store import codec, keys, liveness, results
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1")
 
 QUEUED = {JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED, JobStatus.CREATED}
 Answer = tuple[dict[str, Any], int, dict[str, str]]  # body, status, headers
-DROPPED = "dropped unrun: no worker took it before its queue TTL ran out (the service was busy)"
+DROPPED = "dropped unrun: no worker took it before its queue TTL ran out"
 
 
 @bp.post("/predict")
@@ -38,6 +38,7 @@ def answer(found: Services, pixels: NDArray[np.uint8]) -> Answer:
     wait = payload.parse_wait(
         request.args.get("wait"), found.config["DIGITS_WAIT"], found.config["DIGITS_MAX_WAIT"]
     )
+    found.predict_workers.require()
     with microbatch.batcher().submit(pixels) as job_id:
         result = results.wait(found.redis, job_id, wait)
     if result is None:
@@ -109,13 +110,19 @@ def _pending(found: Services, job_id: str) -> dict[str, Any]:
     except NoSuchJobError:
         # Its input is kept as long as its result would be; RQ's record only for the queue TTL.
         if found.redis.exists(keys.job_pixels(rq_id)):
-            return {"job_id": job_id, "status": "failed", "error": DROPPED}
+            alive = liveness.live_workers(found.predict_queue)
+            why = "no worker is alive" if alive == 0 else "the workers were busy"
+            return {"job_id": job_id, "status": "failed", "error": f"{DROPPED} ({why})"}
         raise _unknown(job_id) from None
     status = job.get_status(refresh=False)
     if status == JobStatus.STARTED:
         return {"job_id": job_id, "status": "started"}
     if status in QUEUED:
-        return {"job_id": job_id, "status": "queued"}
+        return {
+            "job_id": job_id,
+            "status": "queued",
+            "message": backpressure.waiting(found.predict_queue),
+        }
     return {"job_id": job_id, "status": "failed", "error": _failure(job, status)}
 
 

@@ -34,9 +34,8 @@ from prometheus_client.core import (
 from prometheus_client.multiprocess import MultiProcessCollector
 from redis.exceptions import RedisError
 
-from api.health import live_workers
 from api.services import Services, services
-from store import jobstats, registry
+from store import jobstats, liveness, registry
 
 bp = Blueprint("metrics", __name__)
 
@@ -126,7 +125,7 @@ class ServiceCollector:
         yield GaugeMetricFamily(
             "digits_workers",
             "Workers whose heartbeat is current",
-            value=live_workers(found.redis, found.predict_queue),
+            value=liveness.live_workers(found.predict_queue),
         )
         model = InfoMetricFamily("digits_model", "The model version workers use", labels=[])
         current = registry.current(found.redis)

@@ -10,6 +10,7 @@ from redis import Redis
 from rq import Queue
 from rq.serializers import JSONSerializer
 
+from api.backpressure import WorkerCheck
 from store import connection, keys
 
 
@@ -21,6 +22,7 @@ class Services:
     predict_queue: Queue
     batch_queue: Queue
     config: dict[str, Any]
+    predict_workers: WorkerCheck  # is a worker alive to answer a caller who waits?
 
 
 def connect(config: dict[str, Any]) -> Services:
@@ -32,11 +34,13 @@ def connect(config: dict[str, Any]) -> Services:
         socket_timeout=float(config["DIGITS_MAX_WAIT"]) + 5,
         health_check_interval=30,
     )
+    predict_queue = Queue(keys.PREDICT_QUEUE, connection=redis, serializer=JSONSerializer)
     return Services(
         redis=redis,
-        predict_queue=Queue(keys.PREDICT_QUEUE, connection=redis, serializer=JSONSerializer),
+        predict_queue=predict_queue,
         batch_queue=Queue(keys.BATCH_QUEUE, connection=redis, serializer=JSONSerializer),
         config=config,
+        predict_workers=WorkerCheck(predict_queue),
     )
 
 

@@ -7,6 +7,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import TypeVar
 
 import numpy as np
@@ -138,9 +139,19 @@ class Service:
         """Run a real worker (preload, no fork, JSON serializer) until the queues are empty."""
         return runner.run(self.connection, burst=True)
 
+    @contextmanager
+    def alive(self) -> Iterator[None]:
+        """Register a worker as RQ does at its birth, so the API counts one alive meanwhile."""
+        worker = runner.build(self.connection)
+        worker.register_birth()
+        try:
+            yield
+        finally:
+            worker.register_death()
+
     def while_working(self, call: Callable[[], T], jobs: int = 1) -> T:
         """Run `call` in a thread; once it has queued `jobs` jobs, run a burst worker here."""
-        with ThreadPoolExecutor(1) as pool:
+        with self.alive(), ThreadPoolExecutor(1) as pool:
             future = pool.submit(call)
             deadline = time.monotonic() + 10
             while self.queued() < jobs and not future.done():
@@ -157,3 +168,10 @@ class Service:
 @pytest.fixture
 def service(redis_conn: Redis, networks: dict[str, bytes]) -> Service:
     return Service(redis_conn, networks)
+
+
+@pytest.fixture
+def live_worker(service: Service) -> Iterator[None]:
+    """A worker registered alive for the whole test, so POST /v1/predict takes work."""
+    with service.alive():
+        yield

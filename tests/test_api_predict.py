@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import zlib
 
 import numpy as np
@@ -12,7 +13,8 @@ from redis import Redis
 from rq import Queue
 from rq.serializers import JSONSerializer
 
-from store import keys
+from store import keys, liveness
+from worker import runner
 
 
 def test_sync_predict_one_image(
@@ -42,7 +44,7 @@ def test_sync_predict_many_images(
 
 
 def test_predict_answers_202_when_the_wait_runs_out(
-    client: FlaskClient, service, published: dict, pixels: np.ndarray
+    client: FlaskClient, service, live_worker: None, published: dict, pixels: np.ndarray
 ) -> None:
     response = client.post("/v1/predict?wait=0.05", json={"images": pixels[:3].tolist()})
     assert response.status_code == 202
@@ -60,7 +62,14 @@ def test_job_round_trip(client: FlaskClient, service, published: dict, pixels: n
     accepted = client.post("/v1/jobs", json={"images": pixels[:5].tolist()})
     assert accepted.status_code == 202
     job_id = accepted.json["job_id"]
-    assert client.get(f"/v1/jobs/{job_id}").json == {"job_id": job_id, "status": "queued"}
+    assert client.get(f"/v1/jobs/{job_id}").json == {
+        "job_id": job_id,
+        "status": "queued",
+        "message": "no worker has taken it yet: none is alive; it runs when one starts "
+        "(digits worker)",
+    }
+    with service.alive():
+        assert "1 alive, busy" in client.get(f"/v1/jobs/{job_id}").json["message"]
     service.work()
     body = client.get(f"/v1/jobs/{job_id}").json
     assert body["status"] == "finished"
@@ -216,3 +225,40 @@ def test_rejected_requests_leave_earlier_work_intact(
     assert client.get(f"/v1/jobs/{job_id}").json == before
     assert client.get("/v1/models").json["current"] == published["a"]
     assert service.queued() == 0
+
+
+def test_predict_without_a_live_worker_is_503_at_once_and_queues_nothing(
+    client: FlaskClient, redis_conn: Redis, service, published: dict, pixels: np.ndarray
+) -> None:
+    silent = runner.build(redis_conn)
+    silent.register_birth()  # its process exists (RQ's key is there) ...
+    liveness.beat(redis_conn, silent.name)
+    seconds, _ = redis_conn.time()
+    redis_conn.zadd(
+        keys.WORKER_BEATS, {silent.name: seconds - liveness.DEAD_AFTER - 1}
+    )  # ... silent
+    started = time.monotonic()
+    response = client.post("/v1/predict", json={"pixels": pixels[0].tolist()})
+    assert time.monotonic() - started < 1.0
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "5"
+    assert response.json["error"]["code"] == "no_worker"
+    assert "no worker is alive" in response.json["error"]["message"]
+    assert service.queued() == 0
+    assert client.get("/readyz").json["checks"]["workers"] == 0
+
+
+def test_jobs_and_batches_are_taken_without_a_worker_and_say_so(
+    client: FlaskClient, service, published: dict, pixels: np.ndarray
+) -> None:
+    job = client.post("/v1/jobs", json={"pixels": pixels[0].tolist()})
+    csv = ",".join(f"pixel{i}" for i in range(784)) + "\n" + ",".join(["0"] * 784) + "\n"
+    batch = client.post("/v1/batches", data=csv, content_type="text/csv")
+    assert (job.status_code, batch.status_code) == (202, 202)
+    for url in (job.json["status_url"], batch.json["status_url"]):
+        body = client.get(url).json
+        assert body["status"] == "queued"
+        assert body["message"].startswith("no worker has taken it yet: none is alive")
+    service.work()
+    assert client.get(job.json["status_url"]).json["status"] == "finished"
+    assert "message" not in client.get(batch.json["status_url"]).json

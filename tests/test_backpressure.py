@@ -34,6 +34,7 @@ def assert_queue_full(response) -> None:
 def test_full_predict_queue_refuses_new_requests_until_it_drains(
     bounded: Callable[[int], FlaskClient],
     service,
+    live_worker: None,
     published: dict,
     pixels: np.ndarray,
     redis_conn: Redis,

@@ -102,7 +102,8 @@ def test_work_nobody_waits_for_is_dropped_unrun(
     short_lived: Callable[..., FlaskClient], service, published: dict, pixels: np.ndarray
 ) -> None:
     client = short_lived(sync_queue_ttl=1)
-    accepted = client.post("/v1/predict?wait=0", json={"pixels": pixels[0].tolist()})
+    with service.alive():
+        accepted = client.post("/v1/predict?wait=0", json={"pixels": pixels[0].tolist()})
     assert accepted.status_code == 202
     time.sleep(1.2)  # longer than the queue TTL: the caller has given up
     assert service.work() is False

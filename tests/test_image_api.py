@@ -76,7 +76,7 @@ def test_raw_body_is_labelled(
 
 
 def test_answers_202_with_the_pixels_when_the_wait_runs_out(
-    client: FlaskClient, service, published: dict, picture: bytes
+    client: FlaskClient, service, live_worker: None, published: dict, picture: bytes
 ) -> None:
     response = client.post("/v1/predict/image?wait=0", data=picture, content_type="image/png")
     assert response.status_code == 202
@@ -136,7 +136,11 @@ def test_bad_wait_is_400(client: FlaskClient, service, picture: bytes) -> None:
 
 @pytest.mark.slow
 def test_accuracy_through_the_endpoint_matches_raw_pixels(
-    client: FlaskClient, service, redis_conn: Redis, mnist_test: tuple[np.ndarray, np.ndarray]
+    client: FlaskClient,
+    service,
+    live_worker: None,
+    redis_conn: Redis,
+    mnist_test: tuple[np.ndarray, np.ndarray],
 ) -> None:
     weights = WEIGHTS.read_bytes()
     network = model.loads(weights)
