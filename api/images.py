@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Any
 
 import numpy as np
+import orjson
 from flask import Blueprint, Response, current_app, request
 from numpy.typing import NDArray
 
@@ -14,6 +17,7 @@ from api.preprocess import ImageError, preprocess
 from api.services import services
 
 RAW_TYPES = {"application/octet-stream"}  # besides image/*: what curl --data-binary may send
+DATA_URL_SHAPE = "data:image/png;base64,..."  # what a canvas's toDataURL() gives
 
 bp = Blueprint("images", __name__)
 
@@ -33,9 +37,36 @@ def predict_image() -> Any:
 
 
 def _upload() -> bytes:
+    if request.is_json:
+        return _data_url(request.get_data(cache=False))
     raw = request.mimetype.startswith("image/") or request.mimetype in RAW_TYPES
-    expected = "send the picture as multipart field 'file' or as an image/* request body"
+    expected = (
+        "send the picture as multipart field 'file', as an image/* request body, or as JSON "
+        '{"image": "data:image/png;base64,..."}'
+    )
     return upload.read(raw, expected)
+
+
+def _data_url(body: bytes) -> bytes:
+    """Return the bytes of the RFC 2397 data URL in a JSON body's `image` field."""
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {error}") from None
+    url = document.get("image") if isinstance(document, dict) else None
+    if not isinstance(url, str):
+        pixels = isinstance(document, dict) and {"pixels", "images"} & document.keys()
+        hint = "; pixel vectors go to POST /v1/predict" if pixels else ""
+        raise ApiError(422, "invalid_image", f'expected {{"image": "{DATA_URL_SHAPE}"}}{hint}')
+    header, comma, data = url.partition(",")
+    if not (header.startswith("data:") and header.endswith(";base64") and comma):
+        raise ApiError(
+            422, "invalid_image", f"image must be a base64 data URL like {DATA_URL_SHAPE}"
+        )
+    try:
+        return base64.b64decode(data, validate=True)
+    except binascii.Error as error:
+        raise ApiError(422, "invalid_image", f"the data URL's base64 is broken: {error}") from None
 
 
 def _pixels(data: bytes) -> NDArray[np.uint8]:
@@ -92,6 +123,18 @@ OPENAPI_PATHS: dict[str, Any] = {
                         }
                     },
                     "image/*": {"schema": {"type": "string", "format": "binary"}},
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {
+                                "image": {
+                                    "type": "string",
+                                    "description": "an RFC 2397 base64 data URL of the picture",
+                                }
+                            },
+                            "required": ["image"],
+                        }
+                    },
                 },
             },
             "responses": {

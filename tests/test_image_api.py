@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 
 import numpy as np
@@ -114,9 +115,37 @@ def test_multipart_without_file_is_400(client: FlaskClient, service) -> None:
 
 
 def test_wrong_content_type_is_415(client: FlaskClient, service, picture: bytes) -> None:
-    response = client.post("/v1/predict/image", json={"pixels": [0] * 784})
+    response = client.post("/v1/predict/image", data=picture, content_type="text/plain")
     assert response.status_code == 415
     assert "multipart field 'file'" in response.json["error"]["message"]
+    assert "data:image/png;base64" in response.json["error"]["message"]
+    assert service.queued() == 0
+
+
+def test_a_data_url_in_json_is_labelled(
+    client: FlaskClient, service, published: dict, picture: bytes
+) -> None:
+    url = "data:image/png;base64," + base64.b64encode(picture).decode()
+    response = service.while_working(lambda: client.post("/v1/predict/image", json={"image": url}))
+    assert response.status_code == 200
+    assert response.json["pixels"] == preprocess(picture).tolist()
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ({"pixels": [0] * 784}, "pixel vectors go to POST /v1/predict"),
+        ({"image": "iVBORw0KGgo="}, "image must be a base64 data URL like data:image/png"),
+        ({"image": "data:image/png;base64,***"}, "the data URL's base64 is broken"),
+        ([1, 2], 'expected {"image": "data:image/png;base64,..."}'),
+    ],
+)
+def test_bad_json_pictures_are_named(
+    client: FlaskClient, service, document: object, message: str
+) -> None:
+    response = client.post("/v1/predict/image", json=document)
+    assert (response.status_code, response.json["error"]["code"]) == (422, "invalid_image")
+    assert message in response.json["error"]["message"]
     assert service.queued() == 0
 
 

@@ -146,3 +146,71 @@ def test_wait_is_a_finite_number_in_range_or_400(raw: str | None) -> None:
     else:
         assert math.isfinite(seconds) and 0 <= seconds <= 60
         assert seconds == (5.0 if raw is None else float(raw))
+
+
+# Shapes clients commonly send, and what they are told
+
+
+def grid(seed: int = 0) -> list[list[int]]:
+    return np.random.default_rng(seed).integers(0, 256, (28, 28)).tolist()
+
+
+def test_a_28x28_nested_list_is_one_image() -> None:
+    rows = grid()
+    pixels = payload.parse_images(encode({"pixels": rows}), MAX_IMAGES)
+    np.testing.assert_array_equal(pixels, np.asarray(rows, np.uint8).reshape(1, 784))
+
+
+def test_images_may_be_28x28_nested_lists() -> None:
+    images = [grid(0), grid(1), grid(2)]
+    pixels = payload.parse_images(encode({"images": images}), MAX_IMAGES)
+    np.testing.assert_array_equal(pixels, np.asarray(images, np.uint8).reshape(3, 784))
+
+
+def test_one_image_wrapped_in_a_list_is_accepted() -> None:
+    flat = list(range(256)) * 3 + list(range(16))
+    pixels = payload.parse_images(encode({"pixels": [flat]}), MAX_IMAGES)
+    np.testing.assert_array_equal(pixels, [flat])
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        (
+            {"pixels": [[0] * 28] * 27},
+            "pixels is 27 lists: expected 784 integers, or 28 rows of 28",
+        ),
+        (
+            {"pixels": [[0] * 28] * 3 + [[0] * 27] + [[0] * 28] * 24},
+            "pixels[3] has 27 values, expected 28 (a 28x28 image is 28 rows of 28)",
+        ),
+        ({"pixels": [[0] * 28] * 5 + [[0] * 27 + [256]] + [[0] * 28] * 22}, "pixels[5][27] is 256"),
+        ({"images": [[[0] * 28] * 28, [[0] * 28] * 2]}, "images[1] is 2 lists: expected 784"),
+        ({"pixels": [[0] * 783]}, "pixels[0] has 783 values, expected 784"),
+        ({"pixels": [[0] * 784, [0] * 784]}, 'pixels holds 2 images: send several as {"images"'),
+        ({"pixels": [[0] * 783 + [True]]}, "pixels[0][783] is true, expected an integer 0-255"),
+    ],
+)
+def test_nested_shapes_that_are_not_images_are_named(document: dict, message: str) -> None:
+    error = outcome(encode(document))
+    assert isinstance(error, ApiError)
+    assert (error.status, error.code) == (422, "invalid_pixels")
+    assert message in error.message
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ({"image": "data:image/png;base64,iVBORw0KGgo="}, "'image' holds a picture, not pixels"),
+        ({"pixels": "data:image/png;base64,iVBORw0KGgo="}, "pixels is a data URL, not pixels"),
+        ({"images": "data:image/jpeg;base64,/9j/"}, "images is a data URL, not pixels"),
+    ],
+)
+def test_a_picture_sent_as_pixels_is_pointed_to_the_image_endpoint(
+    document: dict, message: str
+) -> None:
+    error = outcome(encode(document))
+    assert isinstance(error, ApiError)
+    assert (error.status, error.code) == (422, "not_pixels")
+    assert message in error.message
+    assert "POST /v1/predict/image" in error.message
