@@ -3,6 +3,18 @@
 from __future__ import annotations
 
 from model.checkpoint import WeightsError, dumps, file_version, load, loads, save
-from model.network import Network, build
+from model.ensemble import Ensemble
+from model.network import Classifier, Network, build
 
-__all__ = ["Network", "WeightsError", "build", "dumps", "file_version", "load", "loads", "save"]
+__all__ = [
+    "Classifier",
+    "Ensemble",
+    "Network",
+    "WeightsError",
+    "build",
+    "dumps",
+    "file_version",
+    "load",
+    "loads",
+    "save",
+]

@@ -17,7 +17,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from model.network import Network, rebuild
+from model.ensemble import NAME as ENSEMBLE
+from model.ensemble import Ensemble
+from model.network import Network, from_metadata
 
 FORMAT = 1  # bump when the layout of the file changes
 METADATA = "metadata"  # the member holding the UTF-8 JSON metadata as a uint8 array
@@ -34,7 +36,7 @@ def file_version(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 
 
-def dumps(net: Network) -> bytes:
+def dumps(net: Network | Ensemble) -> bytes:
     """Serialise a network to the bytes of a weights file."""
     metadata = dict(net.metadata, format=FORMAT)
     text = json.dumps(metadata, sort_keys=True, allow_nan=False).encode()
@@ -50,7 +52,7 @@ def dumps(net: Network) -> bytes:
     return buffer.getvalue()
 
 
-def save(net: Network, path: str | os.PathLike[str]) -> str:
+def save(net: Network | Ensemble, path: str | os.PathLike[str]) -> str:
     """Write a network to `path` atomically; set and return its version."""
     data = dumps(net)
     path = Path(path)
@@ -62,18 +64,17 @@ def save(net: Network, path: str | os.PathLike[str]) -> str:
     return net.version
 
 
-def load(path: str | os.PathLike[str]) -> Network:
+def load(path: str | os.PathLike[str]) -> Network | Ensemble:
     """Read a weights file; raise WeightsError if it is not a valid one."""
     return loads(Path(path).read_bytes(), source=str(path))
 
 
-def loads(data: bytes, source: str = "weights") -> Network:
+def loads(data: bytes, source: str = "weights") -> Network | Ensemble:
     """Rebuild a network from the bytes of a weights file; raise WeightsError if invalid."""
     arrays = _read_arrays(data, source)
     metadata = _read_metadata(arrays.pop(METADATA, None), source)
     try:
-        architecture = metadata["architecture"]
-        net = Network(rebuild(architecture["layers"]), metadata)
+        net = build_from(metadata)
         net.normalise(np.zeros((1, 784), np.uint8))
     except (KeyError, TypeError, ValueError, AttributeError, MemoryError) as exc:
         raise WeightsError(f"{source}: metadata does not describe a network: {exc!r}") from exc
@@ -81,6 +82,13 @@ def loads(data: bytes, source: str = "weights") -> Network:
     net.load_state(arrays)
     net.version = file_version(data)
     return net
+
+
+def build_from(metadata: dict[str, Any]) -> Network | Ensemble:
+    """Rebuild a network or an ensemble, arrays still zero, from a weights file's metadata."""
+    if metadata["architecture"]["name"] == ENSEMBLE:
+        return Ensemble.from_metadata(metadata)
+    return from_metadata(metadata)
 
 
 def _read_arrays(data: bytes, source: str) -> dict[str, NDArray[Any]]:

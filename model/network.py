@@ -35,7 +35,43 @@ CHUNK_ROWS = {"mlp": 1024, "cnn": 64}
 SPARSE_COLUMNS = 0.9
 
 
-class Network:
+class Classifier:
+    """What every model offers on raw pixels: calibrated probabilities and labels from logits.
+
+    Subclasses (`Network`, `model.ensemble.Ensemble`) provide `logits` and `metadata`.
+    """
+
+    metadata: dict[str, Any]
+    version: str | None
+
+    def logits(self, pixels: ArrayLike) -> NDArray[np.float32]:
+        """Return the logits `(n, 10)` float32 for raw 0-255 pixels `(n, 784)`, before T."""
+        raise NotImplementedError
+
+    @property
+    def temperature(self) -> float:
+        """The temperature T of `predict_proba` (1.0 until calibrated, model.calibration)."""
+        return float(self.metadata.get(CALIBRATION, {}).get("temperature", 1.0))
+
+    @property
+    def confidence_threshold(self) -> float | None:
+        """Calibrated top probability below which an answer is "uncertain"; None if unset."""
+        threshold = self.metadata.get(CALIBRATION, {}).get("confidence_threshold")
+        return None if threshold is None else float(threshold)
+
+    def predict_proba(self, pixels: ArrayLike) -> NDArray[np.float32]:
+        """Return calibrated probabilities `(n, 10)`: softmax(logits / temperature)."""
+        Z = self.logits(pixels)  # (n, 10)
+        if self.temperature != 1.0:
+            Z *= np.float32(1 / self.temperature)
+        return softmax(Z)
+
+    def predict(self, pixels: ArrayLike) -> NDArray[np.int64]:
+        """Return the most likely digit `(n,)` for raw 0-255 pixels `(n, 784)`."""
+        return self.logits(pixels).argmax(axis=1).astype(np.int64)
+
+
+class Network(Classifier):
     """Layers plus what is needed to use them on raw pixels and to rebuild them from a file."""
 
     def __init__(self, layers: Sequence[Layer], metadata: dict[str, Any]) -> None:
@@ -84,17 +120,6 @@ class Network:
         for layer in reversed(self.layers):
             dZ = layer.backward(dZ)
 
-    @property
-    def temperature(self) -> float:
-        """The temperature T of `predict_proba` (1.0 until calibrated, model.calibration)."""
-        return float(self.metadata.get(CALIBRATION, {}).get("temperature", 1.0))
-
-    @property
-    def confidence_threshold(self) -> float | None:
-        """Calibrated top probability below which an answer is "uncertain"; None if unset."""
-        threshold = self.metadata.get(CALIBRATION, {}).get("confidence_threshold")
-        return None if threshold is None else float(threshold)
-
     def logits(self, pixels: ArrayLike) -> NDArray[np.float32]:
         """Return the logits `(n, 10)` float32 for raw 0-255 pixels `(n, 784)`, before T."""
         pixels = _as_pixels(pixels)
@@ -112,17 +137,6 @@ class Network:
                 X = layer.forward(X)
             Z[start : start + chunk] = X
         return Z
-
-    def predict_proba(self, pixels: ArrayLike) -> NDArray[np.float32]:
-        """Return calibrated probabilities `(n, 10)`: softmax(logits / temperature)."""
-        Z = self.logits(pixels)  # (n, 10)
-        if self.temperature != 1.0:
-            Z *= np.float32(1 / self.temperature)
-        return softmax(Z)
-
-    def predict(self, pixels: ArrayLike) -> NDArray[np.int64]:
-        """Return the most likely digit `(n,)` for raw 0-255 pixels `(n, 784)`."""
-        return self.predict_proba(pixels).argmax(axis=1).astype(np.int64)
 
     def state(self) -> dict[str, Array]:
         """Return every parameter and buffer, keyed `<layer index>.<name>`."""
@@ -202,6 +216,11 @@ def fold(layers: Sequence[Layer], normalisation: dict[str, float]) -> list[Layer
     if scale is not None:
         raise ValueError("network has no Dense or Conv2D layer to fold the input scaling into")
     return plan
+
+
+def from_metadata(metadata: dict[str, Any]) -> Network:
+    """Rebuild a network (weights zero) from the metadata of its weights file."""
+    return Network(rebuild(metadata["architecture"]["layers"]), metadata)
 
 
 def rebuild(specs: Sequence[dict[str, Any]], rng: np.random.Generator | None = None) -> list[Layer]:

@@ -16,6 +16,7 @@ from typing import Any
 import model
 from model import data
 from model.trainer import split
+from scripts.ensemble import validation_split_of
 from scripts.train import describe, finish
 
 
@@ -42,10 +43,7 @@ def run(args: argparse.Namespace) -> int:
             f"{args.weights} was trained on other data (checksum "
             f"{net.metadata.get('data_checksum')}): its validation split cannot be cut again"
         )
-    training = net.metadata["training"]
-    # Weights from before `split_seed` existed cut their validation split with `seed`.
-    split_seed = training.get("split_seed", training["seed"])
-    _, _, x_val, y_val = split(x_all, y_all, training["val_size"], split_seed)
+    _, _, x_val, y_val = split(x_all, y_all, *validation_split_of(net))
     out = args.out or args.weights
     previous = Path(f"{args.weights.with_suffix('')}.metrics.json")
     extra = json.loads(previous.read_text()) if previous.is_file() else {}

@@ -13,6 +13,7 @@ COMMAND_MODULES = [
     "scripts.fetch_data",
     "scripts.train",
     "scripts.calibrate",
+    "scripts.ensemble",
     "scripts.bench.command",
     "scripts.registry",
     "scripts.serve",

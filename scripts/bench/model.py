@@ -71,9 +71,12 @@ def run(args: argparse.Namespace) -> int:
 def weights_or_build(arch: str) -> model.Network:
     """Return the shipped network for `arch`, or a fresh one when none is shipped."""
     try:
-        return model.load(f"model/weights/{arch}.npz")
+        shipped = model.load(f"model/weights/{arch}.npz")
     except (FileNotFoundError, model.WeightsError):
         return model.build(arch, seed=0)
+    if not isinstance(shipped, model.Network):
+        raise SystemExit(f"model/weights/{arch}.npz is not a single network")
+    return shipped
 
 
 def time_training(

@@ -154,7 +154,7 @@ def service(redis_url: str, workers: int) -> Iterator[str]:
         up.wait(timeout=60)
 
 
-def local_pipeline(csv: Path, out: Path, network: model.Network) -> NDArray[np.int64]:
+def local_pipeline(csv: Path, out: Path, network: model.Classifier) -> NDArray[np.int64]:
     """Label a CSV the way one process would: parse, forward, write the submission."""
     pixels, _ = read_kaggle_csv(csv)
     labels = network.predict(pixels)
@@ -164,7 +164,7 @@ def local_pipeline(csv: Path, out: Path, network: model.Network) -> NDArray[np.i
 
 
 def measure_csv(
-    csv: Path, work: Path, url: str, network: model.Network, runs: int
+    csv: Path, work: Path, url: str, network: model.Classifier, runs: int
 ) -> dict[str, list[float]]:
     """Time the three CSV paths, interleaved run by run; check they agree."""
     times: dict[str, list[float]] = {
@@ -235,7 +235,7 @@ def _timed(call: Callable[[], object]) -> float:
 
 def table(
     args: argparse.Namespace,
-    network: model.Network,
+    network: model.Classifier,
     csv_times: dict[str, list[float]],
     latency: list[NDArray[np.float64]],
 ) -> str:
