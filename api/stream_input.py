@@ -83,9 +83,9 @@ def lines(stream: IO[bytes]) -> Iterator[list[bytes]]:
         yield block
 
 
-def ndjson_blocks(stream: IO[bytes]) -> Iterator[Block]:
+def ndjson_blocks(stream: IO[bytes], first_line: int = 1) -> Iterator[Block]:
     """Yield checked blocks of an NDJSON body; raise ApiError at the first bad line."""
-    number = 1
+    number = first_line
     for block in lines(stream):
         rows = [(number + i, line) for i, line in enumerate(block) if line.strip()]
         number += len(block)
@@ -139,10 +139,13 @@ def _first_bad(rows: list[tuple[int, bytes]], images: list[Any]) -> tuple[int, s
     return rows[0][0], f"expected {LINE_HINT}"
 
 
-def csv_blocks(stream: IO[bytes]) -> Iterator[Block]:
-    """Yield checked blocks of a Kaggle CSV body (header first); raise ApiError at a bad row."""
+def csv_blocks(stream: IO[bytes], first_row: int = 1) -> Iterator[Block]:
+    """Yield checked blocks of a Kaggle CSV body (header first); raise ApiError at a bad row.
+
+    Rows are numbered from `first_row`, the header not counted.
+    """
     header: bytes | None = None
-    first_row = 1
+    start = first_row
     for block in lines(stream):
         if header is None:
             header, block = block[0] + b"\n", block[1:]
@@ -151,7 +154,7 @@ def csv_blocks(stream: IO[bytes]) -> Iterator[Block]:
         pixels = _csv_block(header + b"\n".join(block), first_row)
         yield Block(first_row, pixels, [None] * len(pixels))
         first_row += len(pixels)
-    if header is None or first_row == 1:
+    if header is None or first_row == start:
         raise ApiError(422, "empty", "no data rows: send a Kaggle CSV with a header and rows")
 
 

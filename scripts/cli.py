@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "scripts.registry",
     "scripts.serve",
     "scripts.submit",
+    "scripts.stream",
 ]
 
 
