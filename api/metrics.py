@@ -35,7 +35,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from redis.exceptions import RedisError
 
 from api.services import Services, services
-from store import jobstats, liveness, registry
+from store import jobstats, liveness, registry, restarts
 
 bp = Blueprint("metrics", __name__)
 
@@ -133,6 +133,14 @@ class ServiceCollector:
             model.add_metric([], {"version": current})
         yield model
         yield from _job_families(jobstats.read(found.redis))
+        supervised = CounterMetricFamily(
+            "digits_supervisor_restarts",
+            "Processes `digits up` restarted (exited, or alive but silent to Redis), by role",
+            labels=["role"],
+        )
+        for role, total in sorted(restarts.read(found.redis).items()):
+            supervised.add_metric([role], total)
+        yield supervised
 
 
 def _job_families(totals: jobstats.Totals) -> Iterator[Metric]:

@@ -2,7 +2,8 @@
 
 `digits up` is the one-command service: it finds or starts Redis, publishes the shipped
 model when none is active, starts the API (gunicorn) and N workers as its own children,
-prints the URL once /readyz is green, and stops them all on Ctrl-C or SIGTERM.
+supervised (scripts/supervisor.py), prints the URL once /readyz is green, and stops them
+all on Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import argparse
 import logging
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -26,6 +26,7 @@ from redis.exceptions import RedisError
 
 from scripts import metrics_dir
 from scripts.registry import DEFAULT_REDIS_URL, publish_file
+from scripts.supervisor import Child, Supervisor
 from store import logs, registry
 from store.connection import connect
 
@@ -34,6 +35,7 @@ WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "model" / "weights"
 SHIPPED_WEIGHTS = ("cnn.npz", "mlp.npz")  # first found is published by `digits up`
 READY_TIMEOUT = 60.0  # seconds `digits up` waits for /readyz
 STOP_TIMEOUT = 15.0  # seconds children get to exit after SIGTERM before SIGKILL
+CHECK_INTERVAL = 0.5  # seconds between the supervisor's rounds
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -160,17 +162,20 @@ def up_command(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _setter(stop))
+    logs.configure(os.environ.get("DIGITS_LOG_LEVEL", "INFO"))
     with redis_server(os.environ.get("REDIS_URL"), LOCAL_REDIS_URL, args.data_dir) as url:
+        connection = connect(url)
         try:
-            version = ensure_model(connect(url), WEIGHTS_DIR)
+            version = ensure_model(connection, WEIGHTS_DIR)
         except (LookupError, ValueError, OSError) as error:
             print(f"digits up: {error}", file=sys.stderr)
             return 1
-        children = start_children(url, args)
+        children = supervisor(url, args, connection)
+        children.start()
         try:
             return _serve(children, args, version, stop)
         finally:
-            stop_children(children)
+            children.stop(STOP_TIMEOUT)
 
 
 def _setter(stop: threading.Event) -> Callable[[int, FrameType | None], None]:
@@ -181,7 +186,7 @@ def _setter(stop: threading.Event) -> Callable[[int, FrameType | None], None]:
 
 
 def _serve(
-    children: list[subprocess.Popen[bytes]],
+    children: Supervisor,
     args: argparse.Namespace,
     version: str,
     stop: threading.Event,
@@ -190,8 +195,8 @@ def _serve(
     if not wait_ready(base, children, stop):
         if stop.is_set():
             return 0
-        if any(child.poll() is not None for child in children):
-            print(f"digits up: a process exited early (is port {args.port} free?)", file=sys.stderr)
+        if children.children[0].process is None:
+            print(f"digits up: the API exited early (is port {args.port} free?)", file=sys.stderr)
         else:
             print(f"digits up: {base}/readyz did not turn green", file=sys.stderr)
         return 1
@@ -199,9 +204,10 @@ def _serve(
     print(
         f"digits up: serving on {base}  (model {version}, {workers}); Ctrl-C stops it", flush=True
     )
-    while not stop.wait(0.5):
-        if any(child.poll() is not None for child in children):
-            print("digits up: a child process exited; stopping", file=sys.stderr)
+    while not stop.wait(CHECK_INTERVAL):
+        fatal = children.check()
+        if fatal is not None:
+            print(f"digits up: {fatal}; stopping", file=sys.stderr)
             return 1
     return 0
 
@@ -250,21 +256,26 @@ def ensure_model(connection: Redis, weights_dir: Path) -> str:
     )
 
 
-def start_children(url: str, args: argparse.Namespace) -> list[subprocess.Popen[bytes]]:
-    """Start the API and the workers, each in its own process group (Ctrl-C reaches `up` only)."""
-    env = os.environ | {"REDIS_URL": url}
+def supervisor(url: str, args: argparse.Namespace, connection: Redis) -> Supervisor:
+    """Return the supervisor of the API (first) and the workers, not started yet."""
     cli = [sys.executable, "-m", "scripts.cli"]
     api = [*cli, "api", "--host", args.host, "--port", str(args.port)]
-    commands = [api] + [[*cli, "worker"]] * args.workers
-    return [subprocess.Popen(command, env=env, process_group=0) for command in commands]
+    workers = [Child("worker", [*cli, "worker"]) for _ in range(args.workers)]
+    return Supervisor([Child("api", api), *workers], os.environ | {"REDIS_URL": url}, connection)
 
 
-def wait_ready(base: str, children: list[subprocess.Popen[bytes]], stop: threading.Event) -> bool:
-    """Poll /readyz until it answers 200; False on timeout, stop, or a child exiting."""
+def wait_ready(base: str, children: Supervisor, stop: threading.Event) -> bool:
+    """Poll /readyz until it answers 200; False on timeout, stop, or the API exiting.
+
+    Workers are supervised meanwhile: one that exits at start is started again.
+    """
     deadline = time.monotonic() + READY_TIMEOUT
     while time.monotonic() < deadline and not stop.is_set():
-        if any(child.poll() is not None for child in children):
+        api = children.children[0].process
+        if api is None or api.poll() is not None:
+            children.children[0].process = None
             return False
+        children.check()
         try:
             if requests.get(f"{base}/readyz", timeout=1).status_code == 200:
                 return True
@@ -272,17 +283,3 @@ def wait_ready(base: str, children: list[subprocess.Popen[bytes]], stop: threadi
             pass
         stop.wait(0.2)
     return False
-
-
-def stop_children(children: list[subprocess.Popen[bytes]]) -> None:
-    """SIGTERM every child still running, then SIGKILL those that outlive STOP_TIMEOUT."""
-    for child in children:
-        if child.poll() is None:
-            child.terminate()
-    deadline = time.monotonic() + STOP_TIMEOUT
-    for child in children:
-        try:
-            child.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()

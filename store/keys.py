@@ -100,6 +100,7 @@ def batch_versions(batch_id: str) -> str:
 
 # Observability: cumulative, no TTL (like the registry), a few hundred fields at most.
 METRICS_JOBS = PREFIX + "metrics:jobs"  # hash: per-queue job counters and histogram buckets
+METRICS_RESTARTS = PREFIX + "metrics:restarts"  # hash: role -> processes a supervisor restarted
 
 
 def rate_limit(identity: str) -> str:

