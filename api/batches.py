@@ -100,6 +100,10 @@ def _finished(batch_id: str) -> batches.Batch:
             "not_finished",
             f"batch {batch_id} is {batch.status}: {batch.rows_done} of {batch.rows} rows done",
         )
+    try:
+        batches.check_answers(services().redis, batch)
+    except batches.Incomplete as error:
+        raise _lost(error) from None
     return batch
 
 
@@ -126,10 +130,23 @@ def _parse(source: bytes, max_rows: int) -> KaggleCSV:
 
 def _find(batch_id: str) -> batches.Batch:
     found = services()
-    batch = batches.read(found.redis, batch_id) if dispatch.is_id(batch_id) else None
+    try:
+        batch = batches.read(found.redis, batch_id) if dispatch.is_id(batch_id) else None
+    except batches.Incomplete as error:
+        raise _lost(error) from None
     if batch is None:
         raise ids.missing("batch", batch_id, found.config["DIGITS_BATCH_TTL"])
     return batch
+
+
+def _lost(error: batches.Incomplete) -> ApiError:
+    """410: part of the batch is gone (a Redis that evicts, see README Operations)."""
+    return ApiError(
+        410,
+        "incomplete",
+        f"{error}; it cannot be served whole: upload the CSV again (Redis must run with "
+        "maxmemory-policy noeviction to keep every batch whole)",
+    )
 
 
 def _submission_lines(

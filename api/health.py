@@ -9,7 +9,7 @@ from redis.exceptions import RedisError
 
 from api.errors import RETRY_AFTER_SECONDS, error_response
 from api.services import services
-from store import liveness, registry
+from store import eviction, liveness, registry
 
 bp = Blueprint("health", __name__)
 
@@ -30,10 +30,11 @@ def readyz() -> Any:
             "redis": True,
             "model_version": registry.current(found.redis),
             "workers": liveness.live_workers(found.predict_queue),
+            "maxmemory_policy": eviction.policy(found.redis),
         }
     except RedisError:
-        checks = {"redis": False, "model_version": None, "workers": 0}
-    problems = _problems(checks)
+        checks = {"redis": False, "model_version": None, "workers": 0, "maxmemory_policy": None}
+    problems = _problems(checks, bool(found.config["DIGITS_ALLOW_EVICTION"]))
     if not problems:
         return {"status": "ready", "checks": checks}
     response = error_response(503, "not_ready", "; ".join(problems), checks=checks)
@@ -41,10 +42,13 @@ def readyz() -> Any:
     return response
 
 
-def _problems(checks: dict[str, Any]) -> list[str]:
+def _problems(checks: dict[str, Any], allow_eviction: bool) -> list[str]:
     if not checks["redis"]:
         return ["Redis does not answer"]
     problems = []
+    evicting = eviction.problem(checks["maxmemory_policy"])
+    if evicting is not None and not allow_eviction:
+        problems.append(evicting)
     if checks["model_version"] is None:
         problems.append("no model is active (digits publish PATH --activate)")
     if checks["workers"] == 0:

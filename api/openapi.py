@@ -220,8 +220,9 @@ def _schemas(config: Any) -> dict[str, Any]:
                 "redis": {"type": "boolean"},
                 "model_version": NULLABLE_TEXT,
                 "workers": {"type": "integer", "minimum": 0},
+                "maxmemory_policy": NULLABLE_TEXT,
             },
-            ["redis", "model_version", "workers"],
+            ["redis", "model_version", "workers", "maxmemory_policy"],
         ),
         "Ready": _object(
             {

@@ -27,7 +27,7 @@ from redis.exceptions import RedisError
 from scripts import metrics_dir
 from scripts.registry import DEFAULT_REDIS_URL, publish_file
 from scripts.supervisor import Child, Supervisor
-from store import logs, registry
+from store import eviction, logs, registry
 from store.connection import connect
 
 LOCAL_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -67,6 +67,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=os.environ.get("DIGITS_API_WORKER_CLASS", "gthread"),
         help="gunicorn worker type; sync serves one request per process (default: %(default)s)",
     )
+    _eviction_option(api)
     api.set_defaults(func=api_command)
 
     worker = subparsers.add_parser("worker", help="run an RQ worker (no fork, model preloaded)")
@@ -83,6 +84,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=int(os.environ.get("DIGITS_BLAS_THREADS", "1")),
         help="BLAS threads in this worker; run one worker per core instead (default: 1)",
     )
+    _eviction_option(worker)
     worker.set_defaults(func=worker_command)
 
     up = subparsers.add_parser("up", help="run Redis (if needed), the API and workers")
@@ -99,7 +101,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=Path(os.environ.get("DIGITS_DATA_DIR", "data")),
         help="where an embedded Redis keeps its file (default: %(default)s)",
     )
+    _eviction_option(up)
     up.set_defaults(func=up_command)
+
+
+def _eviction_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--allow-eviction",
+        action="store_true",
+        default=os.environ.get(eviction.OVERRIDE, "") not in ("", "0"),
+        help="start even when Redis's maxmemory-policy is not noeviction: queued work and "
+        f"results may then vanish (default: ${eviction.OVERRIDE})",
+    )
+
+
+def refuse_eviction(connection: Redis, allow: bool) -> bool:
+    """Check Redis's eviction policy at start: False (and a message) when it must not run.
+
+    A Redis that does not answer yet is not refused: the process waits for it.
+    """
+    try:
+        eviction.check(connection, allow)
+    except eviction.EvictionError as error:
+        print(f"digits: refusing to start: {error}", file=sys.stderr)
+        return True
+    except RedisError:
+        pass
+    return False
 
 
 def _bind_options(parser: argparse.ArgumentParser) -> None:
@@ -109,6 +137,11 @@ def _bind_options(parser: argparse.ArgumentParser) -> None:
 
 def api_command(args: argparse.Namespace) -> int:
     """Replace this process with gunicorn serving `api.create_app()`."""
+    url = os.environ.get("REDIS_URL", DEFAULT_REDIS_URL)
+    if refuse_eviction(connect(url, socket_connect_timeout=2), args.allow_eviction):
+        return 1
+    if args.allow_eviction:
+        os.environ[eviction.OVERRIDE] = "1"  # /readyz then reports the policy, not a problem
     command = [
         sys.executable,
         "-m",
@@ -147,8 +180,11 @@ def worker_command(args: argparse.Namespace) -> int:
 
     logs.configure(args.log_level)
     logging.getLogger("worker").info("worker on Redis %s", logs.mask(args.redis_url))
+    connection = connect(args.redis_url)
+    if refuse_eviction(connection, args.allow_eviction):
+        return 1
     runner.run(
-        connect(args.redis_url),
+        connection,
         burst=args.burst,
         # RQ logs three lines per job; the JSON job line (store/jobstats.py) replaces them.
         logging_level="DEBUG" if args.log_level.upper() == "DEBUG" else "WARNING",
@@ -165,6 +201,10 @@ def up_command(args: argparse.Namespace) -> int:
     logs.configure(os.environ.get("DIGITS_LOG_LEVEL", "INFO"))
     with redis_server(os.environ.get("REDIS_URL"), LOCAL_REDIS_URL, args.data_dir) as url:
         connection = connect(url)
+        if refuse_eviction(connection, args.allow_eviction):
+            return 1
+        if args.allow_eviction:
+            os.environ[eviction.OVERRIDE] = "1"  # for the children
         try:
             version = ensure_model(connection, WEIGHTS_DIR)
         except (LookupError, ValueError, OSError) as error:

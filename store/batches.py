@@ -43,6 +43,13 @@ return 1
 )
 
 
+REQUIRED = ("rows", "chunks", "chunk_rows", "rows_done", "correct", "has_labels", "created_at")
+
+
+class Incomplete(LookupError):
+    """Part of a batch is gone from Redis while the rest remains: evicted, or deleted by hand."""
+
+
 @dataclass(frozen=True)
 class Batch:
     """A batch as the API reports it."""
@@ -130,9 +137,12 @@ def read_chunk(connection: Redis, batch_id: str, chunk: int) -> ChunkInput | Non
     pipe.sismember(keys.batch_done(batch_id), str(chunk))
     pipe.get(keys.batch_pixels(batch_id, chunk))
     pipe.get(keys.batch_truth(batch_id, chunk))
-    done, pixels, truth = pipe.execute()
+    pipe.exists(keys.batch(batch_id))
+    done, pixels, truth, recorded = pipe.execute()
     if done:
         return None
+    if not recorded:  # writing started_at would leave a record of that field alone
+        raise Incomplete(f"batch {batch_id} chunk {chunk}: the batch's record is gone")
     if pixels is None:
         raise LookupError(f"batch {batch_id} chunk {chunk}: its pixels expired or were deleted")
     connection.hsetnx(keys.batch(batch_id), "started_at", now())
@@ -182,14 +192,23 @@ def mark_failed(connection: Redis, batch_id: str, message: str) -> None:
 
 
 def read(connection: Redis, batch_id: str) -> Batch | None:
-    """Return the batch, or None when it is unknown or expired."""
+    """Return the batch, or None when it is unknown or expired.
+
+    Raises Incomplete when its record lacks fields, or is gone while chunk keys remain.
+    """
     pipe = connection.pipeline(transaction=False)
     pipe.hgetall(keys.batch(batch_id))
     pipe.smembers(keys.batch_versions(batch_id))
-    fields, versions = pipe.execute()
+    pipe.exists(keys.batch_pixels(batch_id, 0), keys.batch_labels(batch_id, 0))
+    fields, versions, traces = pipe.execute()
+    if not fields and traces:
+        raise Incomplete(f"batch {batch_id}: its record is gone from Redis but its chunks remain")
     if not fields:
         return None
     text = {name.decode(): value.decode() for name, value in fields.items()}
+    lost = [name for name in REQUIRED if name not in text]
+    if lost:
+        raise Incomplete(f"batch {batch_id}: its record has lost {', '.join(lost)}")
     return Batch(
         batch_id=batch_id,
         rows=int(text["rows"]),
@@ -212,6 +231,21 @@ def _status(fields: dict[str, str]) -> str:
     if "status" in fields:
         return fields["status"]
     return "running" if "started_at" in fields else "queued"
+
+
+def check_answers(connection: Redis, batch: Batch) -> None:
+    """Raise Incomplete unless every chunk's labels and confidences are still in Redis.
+
+    Checked before a CSV is streamed: once its first line is sent it cannot become an error.
+    """
+    names = [keys.batch_labels(batch.batch_id, chunk) for chunk in range(batch.chunks)]
+    names += [keys.batch_confidence(batch.batch_id, chunk) for chunk in range(batch.chunks)]
+    present = connection.exists(*names)
+    if present != len(names):
+        raise Incomplete(
+            f"batch {batch.batch_id}: {len(names) - present} of its {len(names)} answer keys "
+            "are gone from Redis"
+        )
 
 
 def iter_labels(connection: Redis, batch: Batch) -> Iterator[NDArray[np.uint8]]:

@@ -27,14 +27,24 @@ def test_readyz_needs_a_model_and_a_live_worker(
         "code": "not_ready",
         "message": "no worker is alive (digits worker)",
     }
-    assert response.json["checks"] == {"redis": True, "model_version": published["a"], "workers": 0}
+    assert response.json["checks"] == {
+        "redis": True,
+        "model_version": published["a"],
+        "workers": 0,
+        "maxmemory_policy": "noeviction",
+    }
     worker = runner.build(redis_conn)
     worker.register_birth()
     ready = client.get("/readyz")
     assert ready.status_code == 200
     assert ready.json == {
         "status": "ready",
-        "checks": {"redis": True, "model_version": published["a"], "workers": 1},
+        "checks": {
+            "redis": True,
+            "model_version": published["a"],
+            "workers": 1,
+            "maxmemory_policy": "noeviction",
+        },
     }
     worker.register_death()
     assert client.get("/readyz").status_code == 503
