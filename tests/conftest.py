@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +26,7 @@ from processes import (
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue
+from werkzeug.serving import make_server
 
 import model
 from api import create_app
@@ -115,6 +117,17 @@ def app(redis_conn: Redis, redis_url: str) -> Flask:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+@pytest.fixture
+def url(app: Flask) -> Iterator[str]:
+    """The app served over HTTP on a free loopback port (werkzeug, a thread per request)."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join()
 
 
 @pytest.fixture(scope="session")

@@ -11,25 +11,13 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
-from flask import Flask
 from processes import ROOT, wait_for
 from redis import Redis
-from werkzeug.serving import make_server
 
 from formats.kaggle_csv import PIXEL_NAMES
 from store import keys
 from worker import streams as consumer
 from worker.streams import Settings
-
-
-@pytest.fixture
-def url(app: Flask) -> Iterator[str]:
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join()
 
 
 @pytest.fixture

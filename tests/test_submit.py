@@ -3,28 +3,15 @@
 from __future__ import annotations
 
 import gzip
-import threading
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from flask import Flask
-from werkzeug.serving import make_server
 
 from formats.kaggle_csv import write_kaggle_csv
 from scripts.cli import main
-
-
-@pytest.fixture
-def url(app: Flask) -> Iterator[str]:
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join()
 
 
 def test_submit_writes_the_submission_and_prints_accuracy(
