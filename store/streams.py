@@ -186,12 +186,16 @@ def reclaim(
 
 
 def answer_fields(
-    entry: Entry, probabilities: NDArray[np.floating], model_version: str
+    entry: Entry, probabilities: NDArray[np.floating], uncertain: bool, model_version: str
 ) -> dict[str, str]:
-    """Return the answer to one input: label, confidence, probabilities (JSON) and version."""
+    """Return the answer to one input: label, confidence, uncertain, probabilities, version.
+
+    `probabilities` is one image's `(10,)`; it travels as a JSON list, 6 significant digits.
+    """
     return _echo(entry) | {
         "label": str(int(probabilities.argmax())),
         "confidence": f"{float(probabilities.max()):.6g}",
+        "uncertain": "true" if uncertain else "false",
         "probabilities": json.dumps([float(f"{p:.6g}") for p in probabilities.tolist()]),
         "model_version": model_version,
     }
@@ -249,6 +253,7 @@ def decode_answer(fields: dict[bytes, bytes]) -> dict[str, Any]:
     if "label" in found:
         found["label"] = int(found["label"])
         found["confidence"] = float(found["confidence"])
+        found["uncertain"] = found.get("uncertain") == "true"
         found["probabilities"] = json.loads(found["probabilities"])
     return found
 

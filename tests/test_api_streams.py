@@ -6,6 +6,8 @@ import json
 
 import numpy as np
 import pytest
+import requests
+from flask import Flask
 from flask.testing import FlaskClient
 from redis import Redis
 
@@ -197,3 +199,22 @@ def test_listed_streams_exist_without_creation(redis_conn: Redis, redis_url: str
     client = create_app({"REDIS_URL": redis_url, "DIGITS_STREAMS": "camera,forms"}).test_client()
     assert client.get("/v1/streams/forms").status_code == 200
     assert client.get("/v1/streams/other").status_code == 404
+
+
+def test_a_chunked_body_longer_than_the_upload_limit_is_taken_whole(
+    app: Flask, url: str, redis_conn: Redis, pixels: np.ndarray
+) -> None:
+    app.config["MAX_CONTENT_LENGTH"] = 10_000
+    base = f"{url}/v1/streams/big"
+    assert requests.post(base).status_code == 201
+    body = ndjson(pixels)  # ~290 KB, sent in pieces without a Content-Length
+    pieces = (body[start : start + 4096] for start in range(0, len(body), 4096))
+    added = requests.post(
+        f"{base}/in", data=pieces, headers={"Content-Type": "application/x-ndjson"}
+    )
+    assert added.status_code == 202 and added.json()["count"] == len(pixels)
+    assert redis_conn.xlen(keys.stream_in("big")) == len(pixels)
+    too_big = requests.post(
+        f"{url}/v1/jobs", data=body, headers={"Content-Type": "application/json"}
+    )
+    assert too_big.status_code == 413  # the limit still holds everywhere else

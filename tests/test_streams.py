@@ -48,6 +48,7 @@ def test_every_input_gets_one_answer_and_is_deleted(
     assert [a["id"] for a in answers] == [f"img-{n}" for n in range(len(pixels))]
     assert [a["label"] for a in answers] == service.labels("a", pixels)
     assert {a["model_version"] for a in answers} == {published["a"]}
+    assert all(a["uncertain"] is True for a in answers)  # uniform noise is not one digit
     for answer in answers:
         assert len(answer["probabilities"]) == 10
         # 6 significant digits each (float32 carries ~7), so the sum is 1 within 10 * 5e-7.

@@ -47,7 +47,7 @@ def predict(job_id: str, ttl: int) -> dict[str, Any]:
     if data is None:
         raise LookupError(f"job {job_id}: its pixels expired or were deleted")
     network, version = CACHE.get(connection, _text(current))
-    probabilities, uncertain = _answer(network, codec.pixels_from_bytes(data))
+    probabilities, uncertain = answer(network, codec.pixels_from_bytes(data))
     pipe = connection.pipeline(transaction=False)
     results.write(pipe, job_id, probabilities, uncertain, version, ttl)
     pipe.delete(keys.job_pixels(job_id))
@@ -60,7 +60,7 @@ def predict_group(group_id: str, ttl: int) -> dict[str, Any]:
     connection = _connection()
     group = groups.claim(connection, group_id)
     network, version = CACHE.get(connection, group.current_model)
-    probabilities, uncertain = _answer(network, group.pixels)
+    probabilities, uncertain = answer(network, group.pixels)
     pipe = connection.pipeline(transaction=False)
     start = 0
     for job_id, images in group.members:
@@ -80,7 +80,7 @@ def predict_chunk(batch_id: str, chunk: int, ttl: int) -> dict[str, Any]:
     if chunk_input is None:
         return {"rows": 0, "counted": False, **where}
     network, version = CACHE.get(connection, _text(connection.get(keys.MODELS_CURRENT)))
-    probabilities, uncertain = _answer(network, chunk_input.pixels)
+    probabilities, uncertain = answer(network, chunk_input.pixels)
     answers = batches.Answers(probabilities.argmax(axis=1), probabilities.max(axis=1), uncertain)
     truth = chunk_input.truth
     correct = 0 if truth is None else int((answers.labels == truth).sum())
@@ -124,7 +124,7 @@ def chunk_failed(
     batches.mark_failed(connection, job.args[0], _message(exc_type, exc_value))
 
 
-def _answer(network: Network, pixels: NDArray[np.uint8]) -> tuple[NDArray[np.float32], Flags]:
+def answer(network: Network, pixels: NDArray[np.uint8]) -> tuple[NDArray[np.float32], Flags]:
     """Return the probabilities `(n, 10)` of pixels `(n, 784)` and their uncertain flags `(n,)`."""
     probabilities = network.predict_proba(pixels)
     below = uncertainty.threshold(network.metadata)

@@ -120,9 +120,9 @@ class Consumer:
         if inputs:
             with jobs.CACHE.lock:
                 network, version = jobs.CACHE.get(self.connection, self._current())
-                probabilities = network.predict_proba(np.stack([p for _, p in inputs]))  # (n, 10)
-            for (index, _), row in zip(inputs, probabilities, strict=True):
-                fields = streams.answer_fields(entries[index], row, version)
+                probabilities, uncertain = jobs.answer(network, np.stack([p for _, p in inputs]))
+            for (index, _), row, flag in zip(inputs, probabilities, uncertain, strict=True):
+                fields = streams.answer_fields(entries[index], row, bool(flag), version)
                 answers[index] = Answer(entries[index], fields)
         return [answers[index] for index in range(len(entries))]
 
