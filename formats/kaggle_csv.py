@@ -37,6 +37,7 @@ ROW_BYTES = 3_200
 HEADER_BYTES = 65_536
 INDEX_NAMES = {"", "Unnamed: 0"}  # pandas' to_csv index column: no name, or as read back
 IMAGE_ID = "ImageId"
+SHORT_FIELD = 16  # bytes between quotes up to which fields are checked byte by byte
 # Files people upload by mistake, recognised by their first bytes.
 SIGNATURES = {
     b"\xff\xfe": "UTF-16 text; save it as UTF-8",
@@ -114,7 +115,8 @@ def parse_kaggle_csv(
     columns = _check_header(_decode_header(text[start:header_end]))
     if header_end == end:
         raise CSVFormatError("empty", "no data rows: the file has a header but nothing below it")
-    parsed = _parse_body(memoryview(text)[header_end + 1 : end], columns)
+    decorated = text.find(b'"', header_end, end) >= 0 or text.find(b".", header_end, end) >= 0
+    parsed = _parse_body(memoryview(text)[header_end + 1 : end], columns, decorated)
     if max_rows is not None and len(parsed.pixels) > max_rows:
         raise CSVFormatError(
             "too_many_rows", f"{len(parsed.pixels):,} rows is more than the limit of {max_rows:,}"
@@ -201,7 +203,7 @@ def _check_header(header: str) -> _Columns:
     raise CSVFormatError("bad_header", text, column=extra)
 
 
-def _parse_body(body: memoryview, columns: _Columns) -> KaggleCSV:
+def _parse_body(body: memoryview, columns: _Columns, decorated: bool) -> KaggleCSV:
     """Convert the data rows (no final newline) to pixels and labels; raise on the first bad row."""
     data = np.frombuffer(body, np.uint8)
     line_ends = np.append(np.flatnonzero(data == NEWLINE), len(data))
@@ -218,11 +220,7 @@ def _parse_body(body: memoryview, columns: _Columns) -> KaggleCSV:
         lines = (
             data[start:stop] if stop <= len(data) else np.append(data[start:], np.uint8(NEWLINE))
         )
-        parsed = _parse_lines(lines, chunk_ends - start, len(names), columns.lead)
-        if parsed is None:
-            forgiven = _forgive(lines)
-            if forgiven is not None:
-                parsed = _parse_lines(forgiven, _line_ends(forgiven), len(names), columns.lead)
+        parsed = _parse_any(lines, chunk_ends - start, len(names), columns.lead, decorated)
         if parsed is None or np.any(parsed[0] > top):
             raise _diagnose(lines.tobytes(), columns, first_row=first + 1)
         chunk_values, ids = parsed
@@ -238,6 +236,28 @@ def _parse_body(body: memoryview, columns: _Columns) -> KaggleCSV:
     pixels = np.ascontiguousarray(values[:, 1:]) if names[0] == "label" else values
     ids_found = np.concatenate(image_ids) if columns.lead == "image_id" else None
     return KaggleCSV(pixels, labels, ids_found, len(line_ends) - filled)
+
+
+def _parse_any(
+    lines: NDArray[np.uint8],
+    line_ends: NDArray[np.intp],
+    columns: int,
+    lead: str | None,
+    decorated: bool,
+) -> tuple[NDArray[np.uint16], NDArray[np.int64] | None] | None:
+    """Parse a chunk as Kaggle writes it, else forgiven; `decorated`: forgiven first.
+
+    A file with quotes or dots would fail the Kaggle-format path in every chunk.
+    """
+    forgiven = _forgive(lines) if decorated else None
+    if forgiven is not None:
+        return _parse_lines(forgiven, _line_ends(forgiven), columns, lead)
+    parsed = _parse_lines(lines, line_ends, columns, lead)
+    if parsed is None and not decorated:
+        forgiven = _forgive(lines)  # all-empty rows
+        if forgiven is not None:
+            return _parse_lines(forgiven, _line_ends(forgiven), columns, lead)
+    return parsed
 
 
 def _line_ends(lines: NDArray[np.uint8]) -> NDArray[np.intp]:
@@ -283,11 +303,17 @@ def _split_lead(
 
 
 def _ranges(size: int, starts: NDArray[np.intp], stops: NDArray[np.intp]) -> NDArray[np.bool_]:
-    """A mask of `size` that is True inside every [start, stop) range (ranges do not overlap)."""
-    edges = np.zeros(size + 1, np.int32)
-    np.add.at(edges, starts, 1)
-    np.add.at(edges, stops, -1)
-    return np.cumsum(edges[:-1]) > 0
+    """A mask of `size` that is True inside every [start, stop) range (ranges do not overlap).
+
+    Work in proportion to the bytes covered, not to `size`: a running sum over a whole chunk
+    costs as much as parsing it.
+    """
+    lengths = stops - starts
+    before = np.cumsum(lengths) - lengths  # covered bytes in the earlier ranges
+    positions = np.repeat(starts - before, lengths) + np.arange(int(lengths.sum()))
+    mask = np.zeros(size, bool)
+    mask[positions] = True
+    return mask
 
 
 def _forgive(lines: NDArray[np.uint8]) -> NDArray[np.uint8] | None:
@@ -299,55 +325,93 @@ def _forgive(lines: NDArray[np.uint8]) -> NDArray[np.uint8] | None:
     line_ends = _line_ends(lines)
     starts = np.concatenate(([0], line_ends[:-1] + 1))
     blank = (lines == COMMA) | (lines == QUOTE) | (lines == SPACE) | (lines == NEWLINE)
-    content = np.concatenate(([0], np.cumsum(~blank)))
-    empty = content[line_ends + 1] == content[starts]
-    drop = _ranges(len(lines), starts[empty], line_ends[empty] + 1)
-    kept = lines[~drop]
-    is_separator = (kept == COMMA) | (kept == NEWLINE)
+    empty = np.logical_and.reduceat(blank, starts)  # no line is empty: each has its newline
+    kept = (
+        lines[~_ranges(len(lines), starts[empty], line_ends[empty] + 1)] if empty.any() else lines
+    )
     quotes = np.flatnonzero(kept == QUOTE)
     dots = np.flatnonzero(kept == DOT)
     if not (empty.any() or len(quotes) or len(dots)):
         return None
     if len(quotes):
-        if len(quotes) % 2 or not _quotes_enclose_fields(quotes, is_separator):
-            return None
-        drop = np.zeros(len(kept), bool)
-        drop[quotes] = True
-        kept = kept[~drop]
-        is_separator = is_separator[~drop]
+        unquoted = _all_fields_quoted(kept)
+        if unquoted is None:
+            if not _quotes_enclose_fields(kept, quotes):
+                return None
+            unquoted = kept[kept != QUOTE]
+        kept = unquoted
         dots = np.flatnonzero(kept == DOT)
     if len(dots):
-        fractions = _integral_fractions(kept, dots, is_separator)
-        if fractions is None:
-            return None
-        kept = kept[~fractions]
+        return _without_integral_fractions(kept, dots)
     return kept
 
 
-def _quotes_enclose_fields(quotes: NDArray[np.intp], is_separator: NDArray[np.bool_]) -> bool:
-    opens, closes = quotes[0::2], quotes[1::2]
-    after_separator = np.concatenate(([True], is_separator))[opens]
-    before_separator = is_separator[closes + 1]  # a line always ends with a newline
-    separators = np.cumsum(is_separator)
-    return bool(
-        after_separator.all()
-        and before_separator.all()
-        and np.array_equal(separators[opens], separators[closes])
-    )
+def _separators(data: NDArray[np.uint8]) -> NDArray[np.intp]:
+    return np.flatnonzero((data == COMMA) | (data == NEWLINE))
 
 
-def _integral_fractions(
-    kept: NDArray[np.uint8], dots: NDArray[np.intp], is_separator: NDArray[np.bool_]
-) -> NDArray[np.bool_] | None:
-    """Mask each `.0...` that ends a field after a digit; None if some dot is not like that."""
-    separators = np.flatnonzero(is_separator)
-    field_ends = separators[np.searchsorted(separators, dots)]  # a line ends with a newline
-    zeros = np.concatenate(([0], np.cumsum(kept == ZERO)))
-    only_zeros = zeros[field_ends] - zeros[dots + 1] == field_ends - dots - 1
-    digit_before = (dots > 0) & (kept[dots - 1] - ZERO < 10)
-    if not (only_zeros.all() and digit_before.all()):
+def _all_fields_quoted(kept: NDArray[np.uint8]) -> NDArray[np.uint8] | None:
+    """The lines without their quotes if every field is quoted (csv.QUOTE_ALL), else None."""
+    text = kept.tobytes().replace(b'","', b",").replace(b'"\n"', b"\n")
+    if not (text.startswith(b'"') and text.endswith(b'"\n') and text.count(b'"') == 2):
         return None
-    return _ranges(len(kept), dots, field_ends)
+    return np.frombuffer(text[1:-2] + b"\n", np.uint8)
+
+
+def _quotes_enclose_fields(kept: NDArray[np.uint8], quotes: NDArray[np.intp]) -> bool:
+    """Tell whether the quotes pair up, each pair enclosing one whole field."""
+    if len(quotes) % 2:
+        return False
+    opens, closes = quotes[0::2], quotes[1::2]
+    before = kept[np.maximum(opens - 1, 0)]
+    after = kept[closes + 1]  # a line always ends with a newline
+    if not (np.all((opens == 0) | (before == COMMA) | (before == NEWLINE))):
+        return False
+    if not np.all((after == COMMA) | (after == NEWLINE)):
+        return False
+    return not _separator_between(kept, opens, closes)
+
+
+def _separator_between(
+    kept: NDArray[np.uint8], opens: NDArray[np.intp], closes: NDArray[np.intp]
+) -> bool:
+    """Tell whether some pair of quotes encloses a comma or newline."""
+    widest = int(np.max(closes - opens))
+    if widest > SHORT_FIELD:  # look up every pair's separators: exact, but slower
+        separators = _separators(kept)
+        return bool(
+            np.any(np.searchsorted(separators, opens) != np.searchsorted(separators, closes))
+        )
+    for offset in range(1, widest):  # a few passes over the short fields numbers make
+        inside = opens + offset
+        inside = inside[inside < closes]
+        if np.any((kept[inside] == COMMA) | (kept[inside] == NEWLINE)):
+            return True
+    return False
+
+
+def _without_integral_fractions(
+    kept: NDArray[np.uint8], dots: NDArray[np.intp]
+) -> NDArray[np.uint8] | None:
+    """Drop each `.0...` that ends a field after a digit; None if some dot is not like that."""
+    # What pandas writes, `12.0`, in a few passes over shifted views (each aligned with a
+    # dot at 1..n-3; a line ends with a newline, so the last byte is never a dot).
+    is_dot = kept == DOT
+    if not (is_dot[0] or is_dot[-2]):
+        ends = (kept[3:] == COMMA) | (kept[3:] == NEWLINE)
+        pandas_like = ends & (kept[2:-1] == ZERO) & (kept[:-3] - ZERO < 10)
+        if not np.any(is_dot[1:-2] & ~pandas_like):
+            fraction = is_dot.copy()
+            fraction[1:] |= is_dot[:-1]
+            return kept[~fraction]
+    if not (dots[0] > 0 and np.all(kept[dots - 1] - ZERO < 10)):
+        return None
+    separators = _separators(kept)
+    field_ends = separators[np.searchsorted(separators, dots)]  # a line ends with a newline
+    not_zero = np.flatnonzero(kept != ZERO)
+    if np.any(not_zero[np.searchsorted(not_zero, dots, side="right")] != field_ends):
+        return None  # something other than zeros between a dot and the end of its field
+    return kept[~_ranges(len(kept), dots, field_ends)]
 
 
 def _parse_chunk(

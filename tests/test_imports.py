@@ -52,3 +52,14 @@ def test_the_api_never_loads_the_network() -> None:
         [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert loaded.stdout.strip() == "[]"
+
+
+def test_pandas_is_only_the_csv_benchmark_reference() -> None:
+    # pandas is in the dev and bench extras, not a dependency: nothing the service runs needs it.
+    users = {
+        str(path.relative_to(ROOT))
+        for package in [*FORBIDDEN, "scripts"]
+        for path in (ROOT / package).rglob("*.py")
+        if "pandas" in imported_packages(path)
+    }
+    assert users == {"scripts/bench/csv_parse.py"}

@@ -592,3 +592,25 @@ def test_a_zip_that_understates_its_size_is_cut_at_the_limit() -> None:
     with pytest.raises(compressed.ArchiveError) as caught:
         compressed.unzip_csv(bytes(archive), limit)
     assert caught.value.code in {"too_large", "bad_archive"}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.integers(1, 5),
+    chunk_rows=st.integers(1, 3),
+    data=st.data(),
+)
+def test_decorated_cells_read_as_their_values(rows: int, chunk_rows: int, data) -> None:
+    """Any mix of quotes, `.0`, `.00`, `.` and plain cells, in any cell: the same pixels."""
+    pixels, labels = sample(rows)
+    lines = csv_text(pixels, labels).splitlines()
+    decorations = st.sampled_from(["{}", '"{}"', "{}.0", "{}.00", "{}.", '"{}.0"'])
+    for row in range(1, rows + 1):
+        fields = lines[row].split(",")
+        for column in data.draw(st.sets(st.integers(0, 784), max_size=6)):
+            fields[column] = data.draw(decorations).format(fields[column])
+        lines[row] = ",".join(fields)
+    with mock.patch.object(kaggle_csv, "PARSE_CHUNK_ROWS", chunk_rows):
+        parsed = parse("\n".join(lines) + data.draw(st.sampled_from(["", "\n"])))
+    np.testing.assert_array_equal(parsed.pixels, pixels)
+    np.testing.assert_array_equal(parsed.labels, labels)

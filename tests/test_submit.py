@@ -144,3 +144,15 @@ def test_an_answer_key_for_other_images_is_not_used(
     printed = capsys.readouterr().out
     assert "not scored:" in printed and "does not hold the same ImageIds" in printed
     assert "accuracy" not in printed
+
+
+def test_test_csv_is_scored_against_test_labels_beside_it(
+    url: str, service, published: dict, tmp_path: Path, capsys
+) -> None:
+    pixels = mnist_like(25, seed=3)
+    write_kaggle_csv(tmp_path / "test.csv", pixels)  # as `digits fetch-data` writes it
+    expected = service.labels("a", pixels)
+    key = [f"{i},{label if i > 5 else (label + 1) % 10}" for i, label in enumerate(expected, 1)]
+    (tmp_path / "test_labels.csv").write_text("ImageId,Label\n" + "\n".join(key) + "\n")
+    assert run_submit(service, url, tmp_path / "test.csv", tmp_path / "submission.csv") == 0
+    assert f"accuracy {20 / 25:.4f} (against" in capsys.readouterr().out

@@ -13,6 +13,7 @@ BENCH_MODULES = [
     "scripts.bench.throughput",
     "scripts.bench.gunicorn",
     "scripts.bench.batch",
+    "scripts.bench.csv_parse",
     "scripts.bench.scaling",
     "scripts.bench.memory",
     "scripts.bench.chunks",
