@@ -14,6 +14,7 @@ BENCH_MODULES = [
     "scripts.bench.gunicorn",
     "scripts.bench.batch",
     "scripts.bench.csv_parse",
+    "scripts.bench.served",
     "scripts.bench.scaling",
     "scripts.bench.memory",
     "scripts.bench.chunks",
