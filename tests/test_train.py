@@ -13,6 +13,7 @@ import model
 from model import data
 from model.augment import Warp
 from model.trainer import TrainConfig, evaluate, fit, split
+from scripts import cli
 from scripts import train as train_command
 
 
@@ -84,3 +85,13 @@ def test_unknown_optimizer_is_rejected(mnist: tuple[np.ndarray, ...]) -> None:
     config = TrainConfig(optimizer="rmsprop", epochs=1)
     with pytest.raises(ValueError, match="unknown optimizer"):
         fit(model.build("mlp"), config, (x_train[:10], y_train[:10]), (x_train[:10], y_train[:10]))
+
+
+def test_distortion_flags_reach_the_warp() -> None:
+    parser = cli.build_parser()
+    args = parser.parse_args(["train", "--arch", "cnn", "--elastic", "34", "--low-res", "0.1"])
+    config = train_command.config_from(args)
+    assert config.warp.elastic_alpha == 34 and config.warp.low_res == 0.1
+    assert config.warp.stroke == 0 and config.warp.degrees == 10  # the rest stays default
+    plain = train_command.config_from(parser.parse_args(["train", "--arch", "mlp"]))
+    assert plain == train_command.DEFAULTS["mlp"]
