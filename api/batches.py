@@ -26,7 +26,7 @@ TOO_LARGE = {"too_many_rows", "too_large"}  # parser codes that mean "over a lim
 
 @bp.post("/batches")
 def create_batch() -> Any:
-    """Parse a Kaggle CSV (multipart field `file`, or a text/csv body) and queue its chunks."""
+    """Parse a Kaggle CSV (multipart field `file` or the body; plain, gzip or zip); queue it."""
     found = services()
     max_rows = found.config["DIGITS_MAX_ROWS"]
     csv = _parse(_upload(text_limit(max_rows)), max_rows)

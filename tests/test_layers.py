@@ -10,6 +10,9 @@ import pytest
 from model.layers import BatchNorm, Conv2D, Dense, Dropout, Flatten, Layer, MaxPool2D, ReLU
 from model.losses import softmax, softmax_cross_entropy
 
+# Gradient checks run in float64 (parameters and inputs): central differences with step EPS
+# err by ~EPS**2 (truncation) plus ~1e-16/EPS (rounding), about 1e-10 here, far inside
+# rtol=1e-5, atol=1e-7, and a BLAS kernel's summation order moves float64 results by ~1e-13.
 EPS = 1e-6
 
 
@@ -100,6 +103,8 @@ def test_batchnorm_inference_uses_running_statistics() -> None:
     X = np.random.default_rng(0).standard_normal((50, 3)).astype(np.float32) * 4 + 2
     layer.forward(X.copy(), training=True)
     out = layer.forward(X.copy())
+    # float32 over 50 rows: the mean is off by ~50*u*|x| ~ 1e-5 at most; the std is below 1
+    # by var/(var+eps) with BatchNorm's eps=1e-5 (~3e-7 here), 1e-3 leaves room for both.
     np.testing.assert_allclose(out.mean(axis=0), 0, atol=1e-5)
     np.testing.assert_allclose(out.std(axis=0), 1, atol=1e-3)
 
@@ -137,7 +142,8 @@ def test_cross_entropy_is_stable_for_huge_logits() -> None:
     y = np.array([0, 0, 1])
     loss, dZ, P = softmax_cross_entropy(Z, y)
     assert np.isfinite(loss) and np.isfinite(dZ).all() and np.isfinite(P).all()
-    # Row 2 puts all mass on the wrong class: its loss is the 2e4 logit gap.
+    # Row 2 puts all mass on the wrong class: its loss is the 2e4 logit gap. float32 holds
+    # ~6.7e3 to a relative 6e-8 (u), and three probabilities sum to 1 within 3u = 1.8e-7.
     np.testing.assert_allclose(loss, (0 + 2e4 + np.log(2)) / 3, rtol=1e-6)
     np.testing.assert_allclose(P.sum(axis=1), 1, rtol=1e-6)
     probs = softmax(Z.copy())
