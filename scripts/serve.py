@@ -36,6 +36,11 @@ SHIPPED_WEIGHTS = ("cnn.npz", "mlp.npz")  # first found is published by `digits 
 READY_TIMEOUT = 60.0  # seconds `digits up` waits for /readyz
 STOP_TIMEOUT = 15.0  # seconds children get to exit after SIGTERM before SIGKILL
 CHECK_INTERVAL = 0.5  # seconds between the supervisor's rounds
+# `digits api --worker-class NAME` -> gunicorn worker class (scripts/gunicorn_workers.py)
+API_WORKER_CLASSES = {
+    name: f"scripts.gunicorn_workers.Json{kind}Worker"
+    for name, kind in (("gevent", "Gevent"), ("gthread", "Thread"), ("sync", "Sync"))
+}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -63,9 +68,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     api.add_argument(
         "--worker-class",
-        choices=["gthread", "sync"],
-        default=os.environ.get("DIGITS_API_WORKER_CLASS", "gthread"),
-        help="gunicorn worker type; sync serves one request per process (default: %(default)s)",
+        choices=sorted(API_WORKER_CLASSES),
+        default=os.environ.get("DIGITS_API_WORKER_CLASS", "gevent"),
+        help="gunicorn worker type: gevent holds slow clients cheaply, gthread uses --threads, "
+        "sync serves one request per process (default: %(default)s)",
     )
     _eviction_option(api)
     api.set_defaults(func=api_command)
@@ -151,7 +157,7 @@ def api_command(args: argparse.Namespace) -> int:
         "--workers",
         str(args.processes),
         "--worker-class",
-        args.worker_class,
+        API_WORKER_CLASSES[args.worker_class],
         "--threads",
         str(args.threads if args.worker_class == "gthread" else 1),
         "--keep-alive",
