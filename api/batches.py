@@ -9,7 +9,7 @@ import numpy as np
 from flask import Blueprint, Response, request, url_for
 from numpy.typing import NDArray
 
-from api import access, backpressure, dispatch, ids, upload
+from api import access, backpressure, batch_events, dispatch, ids, upload
 from api.errors import ApiError
 from api.services import services
 from formats.kaggle_csv import CSVFormatError, KaggleCSV, parse_kaggle_csv, text_limit
@@ -72,6 +72,15 @@ def batch_status(batch_id: str) -> Any:
     if batch.status == "queued":
         body["message"] = backpressure.waiting(services().batch_queue)
     return body
+
+
+@bp.get("/batches/<batch_id>/events")
+def events(batch_id: str) -> Response:
+    """Follow a batch as SSE: progress, each chunk's labels, then finished or failed."""
+    resume = request.headers.get("Last-Event-ID", "0")
+    if not resume.isdigit():
+        raise ApiError(400, "invalid_parameter", "Last-Event-ID must be a number of chunks")
+    return batch_events.response(services().redis, _find(batch_id), int(resume))
 
 
 @bp.get("/batches/<batch_id>/submission.csv")

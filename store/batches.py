@@ -251,10 +251,7 @@ def check_answers(connection: Redis, batch: Batch) -> None:
 def iter_labels(connection: Redis, batch: Batch) -> Iterator[NDArray[np.uint8]]:
     """Yield the predicted labels chunk by chunk, in upload order."""
     for chunk in range(batch.chunks):
-        data = connection.get(keys.batch_labels(batch.batch_id, chunk))
-        if data is None:
-            raise LookupError(f"batch {batch.batch_id} chunk {chunk}: its labels expired")
-        yield codec.labels_from_bytes(codec.raw(data))
+        yield chunk_labels(connection, batch.batch_id, chunk)
 
 
 def read_image_ids(connection: Redis, batch: Batch) -> NDArray[np.int64]:
@@ -275,3 +272,16 @@ def iter_answers(connection: Redis, batch: Batch) -> Iterator[Answers]:
         split = 4 * len(labels)
         confidence = codec.confidences_from_bytes(data[:split])
         yield Answers(labels, confidence, codec.flags_from_bytes(data[split:]))
+
+
+def done_chunks(connection: Redis, batch_id: str) -> set[int]:
+    """Return the numbers of the batch's chunks counted so far."""
+    return {int(member) for member in connection.smembers(keys.batch_done(batch_id))}
+
+
+def chunk_labels(connection: Redis, batch_id: str, chunk: int) -> NDArray[np.uint8]:
+    """Return one counted chunk's predicted labels; LookupError when they expired."""
+    data = connection.get(keys.batch_labels(batch_id, chunk))
+    if data is None:
+        raise LookupError(f"batch {batch_id} chunk {chunk}: its labels expired")
+    return codec.labels_from_bytes(codec.raw(data))

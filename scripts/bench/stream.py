@@ -152,4 +152,10 @@ def table(
             f"| {rate:,} | {found['p50']:.1f} ms | {found['p99']:.1f} ms | "
             f"{found['answered']:.1%} | {found['sent_per_s']:,.0f} |"
         )
+    lines += [
+        "",
+        "Where `sent` is below the rate, the one-thread producer itself could not keep the pace "
+        "on this machine and the entries went out late and bunched: that latency is a "
+        "backlog's, not the service's at that rate.",
+    ]
     return "\n".join(lines)
