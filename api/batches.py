@@ -188,3 +188,36 @@ def _results_lines(
             f"{i},{label},{confidence:.4f},{int(flag)}\n" for i, label, confidence, flag in rows
         ).encode()
         first += len(chunk.labels)
+
+
+# This blueprint's part of /openapi.json beside `api.openapi`'s: the events route.
+OPENAPI_PATHS: dict[str, Any] = {
+    "/v1/batches/{batch_id}/events": {
+        "get": {
+            "summary": "Follow a batch as SSE: progress, each chunk's labels, then the end",
+            "parameters": [
+                {
+                    "name": "batch_id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+                },
+                {
+                    "name": "Last-Event-ID",
+                    "in": "header",
+                    "required": False,
+                    "schema": {"type": "string", "pattern": "^[0-9]{1,9}$"},
+                },
+            ],
+            "responses": {
+                "200": {
+                    "description": "progress, chunk (first_image_id, labels), finished or failed",
+                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                },
+                **dict.fromkeys(
+                    ("400", "404", "410", "503"), {"$ref": "#/components/responses/Error"}
+                ),
+            },
+        }
+    }
+}

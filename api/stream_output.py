@@ -22,7 +22,7 @@ from store import streams
 
 HEARTBEAT = 15.0  # seconds between heartbeats on a quiet stream
 READ_COUNT = 500  # answers per XREAD
-ENTRY_ID = re.compile(r"\d{1,20}(-\d{1,20})?")
+ENTRY_ID = re.compile(r"\d{1,19}(-\d{1,19})?")  # 19 digits always fit Redis's 64 bits
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,8 @@ CONFIG = {
     "DIGITS_WAIT": 2.0,
     "DIGITS_MAX_WAIT": 3.0,
     "MAX_CONTENT_LENGTH": 1 << 20,
+    "DIGITS_STREAM_WAIT": 0.2,  # a followed stream ends this soon when quiet
+    "DIGITS_STREAM_MAX_WAIT": 0.5,
 }
 
 
@@ -38,9 +40,15 @@ CHECKS = """
 expected-statuses = ["400", "404", "405", "409", "413", "415", "422", "429"]
 
 [[operations]]
-include-path-regex = "^/v1/(batches|predict/image)$"
+include-path-regex = "^/v1/(batches|predict/image|streams/.+/in)$"
 checks.positive_data_acceptance.enabled = false
 """
+
+
+@schemathesis.serializer("application/x-ndjson")
+def _ndjson(context: Any, value: Any) -> bytes:
+    """Generated text as the body of a stream's input route."""
+    return value if isinstance(value, bytes) else str(value).encode()
 
 
 @schemathesis.serializer("application/gzip", "application/zip")
