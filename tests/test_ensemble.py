@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from flask.testing import FlaskClient
+from redis import Redis
 
 import model
 from model import calibration, data
 from scripts import cli
+from store import registry
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +109,23 @@ def test_members_with_different_validation_splits_are_refused(
     monkeypatch.setattr(data, "load_mnist", lambda _path=None: splits)
     with pytest.raises(SystemExit, match="no split is unseen by all of them"):
         cli.main(["ensemble", *map(str, paths), "--out", str(tmp_path / "e.npz")])
+
+
+def test_a_worker_serves_a_published_ensemble(
+    client: FlaskClient, service: Any, redis_conn: Redis, pixels: np.ndarray
+) -> None:
+    ensemble = model.Ensemble([model.build("mlp", seed=1), model.build("mlp", seed=2)])
+    ensemble.metadata["calibration"] = {"temperature": 0.5, "confidence_threshold": 0.9}
+    weights = model.dumps(ensemble)
+    version, _ = registry.publish(redis_conn, weights, model.loads(weights).metadata)
+    registry.activate(redis_conn, version)
+    response = service.while_working(
+        lambda: client.post("/v1/predict", json={"images": pixels.tolist()})
+    )
+    assert response.status_code == 200
+    assert response.json["model_version"] == version
+    assert response.json["labels"] == ensemble.predict(pixels).tolist()
+    # float32 probabilities through the bytes codec and JSON: equal to a few ulps
+    np.testing.assert_allclose(
+        response.json["probabilities"], ensemble.predict_proba(pixels), atol=1e-6
+    )
