@@ -2,6 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+FONTS := /usr/share/fonts/truetype/dejavu
 
 .PHONY: all up test lint install clean
 
@@ -26,10 +27,12 @@ lint: install
 	$(VENV)/bin/mypy api formats store worker scripts
 
 # The browser tests drive Debian's Chromium, the failover tests Debian's redis-sentinel, the
-# multi-host test iproute2's `ip`; the suite starts its own redis-server.
+# multi-host test iproute2's `ip`, the non-digit generator draws letters in DejaVu fonts;
+# the suite starts its own redis-server.
 test: lint
 	bash tests/system-deps.sh /usr/bin/chromium=chromium /usr/bin/chromedriver=chromium-driver \
-		redis-sentinel=redis-sentinel ip=iproute2
+		redis-sentinel=redis-sentinel ip=iproute2 \
+		$(FONTS)/DejaVuSans.ttf=fonts-dejavu-core $(FONTS)/DejaVuSans-Oblique.ttf=fonts-dejavu-extra
 	$(PY) -m pytest
 
 clean:

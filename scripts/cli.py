@@ -19,6 +19,8 @@ COMMAND_MODULES = [
     "scripts.serve",
     "scripts.submit",
     "scripts.stream",
+    "scripts.negatives",
+    "scripts.nondigit",
 ]
 
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The Debian packages the test suite drives, installed through apt-get when a program is missing.
-# Usage: tests/system-deps.sh PROGRAM=PACKAGE ...   (PROGRAM is a path or a command name;
+# Usage: tests/system-deps.sh PROGRAM=PACKAGE ...   (PROGRAM is a path, e.g. of a program or a
+# font, or a command name;
 # an empty PROGRAM installs PACKAGE unconditionally, e.g. python3-venv after venv failed)
 # Where they cannot be installed (not root, no apt-get, no package index), say what to install
 # and fail: a browser test that cannot run is an error, not a skip.
@@ -9,7 +10,7 @@ set -euo pipefail
 missing=()
 for pair in "$@"; do
     program=${pair%%=*}
-    if [[ $program == /* ]] && [ -x "$program" ]; then continue; fi
+    if [[ $program == /* ]] && [ -e "$program" ]; then continue; fi
     if [[ $program != /* ]] && command -v "$program" >/dev/null; then continue; fi
     missing+=("${pair#*=}")
 done

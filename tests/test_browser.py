@@ -175,9 +175,12 @@ def draw(driver: Chrome, strokes: list[list[tuple[float, float]]]) -> None:
 
 
 def prediction(driver: Chrome) -> dict:
-    """Wait for an answer, then read what the page shows."""
+    """Wait for the answer to the whole drawing (not to a part of it), then read the page."""
     WebDriverWait(driver, WAIT).until(
-        lambda d: d.find_element(By.ID, "label").text not in ("?", "")
+        lambda d: (
+            d.find_element(By.ID, "label").text not in ("?", "")
+            and d.find_element(By.ID, "pad").get_attribute("data-pending") is None
+        )
     )
     return driver.execute_script(
         """

@@ -17,7 +17,7 @@ from rq import get_current_job
 from rq.job import Job
 
 from store import batches, codec, groups, keys, results
-from worker import uncertainty
+from worker import nondigit, uncertainty
 from worker.cache import ModelCache, Network, NoModel
 
 Flags = NDArray[np.bool_]
@@ -27,7 +27,8 @@ CACHE = ModelCache()
 
 
 def preload(connection: Redis) -> str | None:
-    """Load the current model, if any, before the first job; return its version."""
+    """Load the detector and the current model, if any, before the first job; return its version."""
+    nondigit.shipped()
     current = connection.get(keys.MODELS_CURRENT)
     if current is None:
         return None
@@ -128,7 +129,7 @@ def answer(network: Network, pixels: NDArray[np.uint8]) -> tuple[NDArray[np.floa
     """Return the probabilities `(n, 10)` of pixels `(n, 784)` and their uncertain flags `(n,)`."""
     probabilities = network.predict_proba(pixels)
     below = uncertainty.threshold(network.metadata)
-    return probabilities, uncertainty.flags(pixels, probabilities, below)
+    return probabilities, uncertainty.flags(pixels, probabilities, below, nondigit.shipped())
 
 
 def _connection() -> Redis:

@@ -1,6 +1,6 @@
 """Which answers to flag `uncertain`: the model is not sure, or the input is not one digit.
 
-Two tests, either one flags an image:
+Three tests, any one flags an image:
 
 - **Not sure**: the calibrated top probability (`confidence`) is below the threshold the
   weights file records (`metadata["calibration"]["confidence_threshold"]`, chosen on the
@@ -20,7 +20,9 @@ Two tests, either one flags an image:
   | wide and in pieces: width/height and  | 0.24% both past bounds | wider than 1.25x    |
   |   components holding >= 10% of ink   |                        |   and >= 2 pieces   |
 
-Components are 8-connected (`scipy.ndimage.label`, one call for the whole stack).
+  Components are 8-connected (`scipy.ndimage.label`, one call for the whole stack).
+- **Not a digit, by shape**: the score of the small CNN of `worker.nondigit`, trained on
+  digits against generated letters, scribbles and grids, is above its stored threshold.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
+
+from worker.nondigit import Detector
 
 SIDE = 28
 INK = 128  # a pixel this bright or brighter is ink (MNIST strokes are ~255, edges grey)
@@ -56,11 +60,17 @@ def threshold(metadata: dict[str, Any]) -> float:
 
 
 def flags(
-    pixels: NDArray[np.uint8], probabilities: NDArray[np.floating], below: float
+    pixels: NDArray[np.uint8],
+    probabilities: NDArray[np.floating],
+    below: float,
+    detector: Detector | None = None,
 ) -> NDArray[np.bool_]:
-    """Flag images `(n, 784)` uint8 whose top probability `(n, 10)` is below `below`
-    or that are not one digit; return bool `(n,)`."""
-    return (probabilities.max(axis=1) < below) | not_one_digit(pixels)
+    """Flag images `(n, 784)` uint8 whose top probability `(n, 10)` is below `below`, that
+    are not one digit, or that `detector` flags; return bool `(n,)`."""
+    flagged = (probabilities.max(axis=1) < below) | not_one_digit(pixels)
+    if detector is not None:
+        flagged |= detector.flags(pixels)
+    return flagged
 
 
 def not_one_digit(pixels: NDArray[np.uint8]) -> NDArray[np.bool_]:

@@ -119,12 +119,16 @@ function onPointerUp(event) {
 }
 
 function schedulePrediction() {
+  pad.dataset.pending = "true"; // until the answer to the latest drawing is shown
   clearTimeout(timer);
   timer = setTimeout(predictPad, PREDICT_DELAY_MS);
 }
 
 function predictPad() {
-  if (!drawn) return;
+  if (!drawn) {
+    delete pad.dataset.pending;
+    return;
+  }
   pad.toBlob((blob) => predictImage(blob), "image/png");
 }
 
@@ -141,6 +145,8 @@ async function predictImage(blob) {
     say("");
   } catch (error) {
     if (number === asked) say(error.message, true);
+  } finally {
+    if (number === asked) delete pad.dataset.pending;
   }
 }
 
@@ -260,6 +266,8 @@ function start() {
   $("clear").addEventListener("click", () => {
     resetPad();
     asked++;
+    clearTimeout(timer);
+    delete pad.dataset.pending;
     $("label").textContent = "?";
     $("label").classList.remove("unsure");
     $("confidence").textContent = "Draw a digit to start";

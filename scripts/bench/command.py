@@ -19,6 +19,7 @@ BENCH_MODULES = [
     "scripts.bench.memory",
     "scripts.bench.chunks",
     "scripts.bench.profile",
+    "scripts.bench.uncertain",
     "scripts.bench.redis_load",
     "scripts.bench.stream",
     "scripts.soak",
