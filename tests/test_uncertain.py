@@ -160,3 +160,15 @@ def test_batch_counts_uncertain_rows_and_serves_results_csv(
     assert all(0.1 <= float(confidence) <= 1 for _, _, confidence, _ in fields)
     submission = client.get(body["submission_url"]).data.decode().splitlines()
     assert submission == ["ImageId,Label"] + [f"{i},{label}" for i, label in enumerate(labels, 1)]
+
+
+def test_results_csv_keeps_the_uploads_image_ids(
+    client: FlaskClient, service, redis_conn: Redis
+) -> None:
+    publish_with_threshold(redis_conn, 0.0)
+    lines = ["ImageId," + ",".join(f"pixel{i}" for i in range(784))]
+    lines += [f"{i}," + ",".join(map(str, image)) for i, image in [(7, blank()), (42, seven())]]
+    body = client.post("/v1/batches", data="\n".join(lines), content_type="text/csv").json
+    service.work()
+    rows = client.get(f"/v1/batches/{body['batch_id']}/results.csv").data.decode().splitlines()
+    assert [(row.split(",")[0], row.split(",")[3]) for row in rows[1:]] == [("7", "1"), ("42", "0")]
