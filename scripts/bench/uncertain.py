@@ -6,17 +6,21 @@ For each shipped model: the validation digits (where every threshold was chosen)
 test split (read here for the final numbers only), and `--count` generated non-digits of
 every kind (`scripts/negatives.py`, seed 0: neither the detector's training seed 1 nor its
 validation seed 2). Each share is split by test: the model's confidence threshold, the input
-statistics, the not-a-digit detector; "any" is the flag the service gives.
+statistics, the not-a-digit detector; "any" is the flag the service gives. Last, what the
+flags cost: each test's time on 2,000 test images beside the models' own, one BLAS thread,
+median of 5 runs in turns.
 """
 
 from __future__ import annotations
 
 import argparse
+import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from scripts.bench.report import write_section
+from scripts.bench.report import load_average, median, write_section
 
 MODELS = ("cnn", "mlp")
 
@@ -40,17 +44,58 @@ def run(args: argparse.Namespace) -> int:
     x_all, y_all, x_test, y_test = load_mnist()
     x_train, _, x_val, y_val = split(x_all, y_all, 5000, 0)
     negatives = {kind: generate(kind, args.count, args.seed, x_train) for kind in KINDS}
+    networks = {name: model.load(WEIGHTS_DIR / f"{name}.npz") for name in MODELS}
     sections = []
-    for name in MODELS:
-        network = model.load(WEIGHTS_DIR / f"{name}.npz")
+    for name, network in networks.items():
         digits = [("validation digits", x_val, y_val), ("test digits", x_test, y_test)]
         rows = [_digit_row(network, *row) for row in digits]
         rows += [_negative_row(network, kind, images) for kind, images in negatives.items()]
         sections.append(_table(name, network, args, rows))
-    write_section(
-        "uncertain", "Uncertain answers: digits kept, non-digits flagged", "\n".join(sections)
-    )
+    sections.append(_costs(networks, x_test[:2000]))
+    title = "Uncertain answers: digits kept, non-digits flagged"
+    write_section("uncertain", title, "\n".join(sections))
     return 0
+
+
+def _costs(networks: dict[str, Any], pixels: np.ndarray) -> str:
+    """Time each model and each test on the same images, in turns; one BLAS thread."""
+    from threadpoolctl import threadpool_limits
+
+    from worker import nondigit, uncertainty
+
+    detector = nondigit.shipped()
+    work: dict[str, Callable[[], object]] = {
+        **{
+            f"{name} classifier": _bound(net.predict_proba, pixels)
+            for name, net in networks.items()
+        },
+        "input statistics": _bound(uncertainty.not_one_digit, pixels),
+        "detector": _bound(detector.score, pixels),
+    }
+    runs: dict[str, list[float]] = {name: [] for name in work}
+    with threadpool_limits(limits=1, user_api="blas"):
+        for _ in range(5):
+            for name, call in work.items():
+                started = time.perf_counter()
+                call()
+                runs[name].append(time.perf_counter() - started)
+    cnn = median(runs["cnn classifier"])
+    lines = [
+        f"### What the flags cost ({len(pixels):,} test images, one BLAS thread, median of 5; "
+        f"load average {load_average()})",
+        "",
+        "| work | seconds | per image | vs the cnn classifier |",
+        "| --- | --- | --- | --- |",
+    ]
+    for name, times in runs.items():
+        seconds = median(times)
+        per_image = seconds / len(pixels) * 1e3
+        lines.append(f"| {name} | {seconds:.3f} | {per_image:.3f} ms | {seconds / cnn:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _bound(function: Callable[[np.ndarray], object], pixels: np.ndarray) -> Callable[[], object]:
+    return lambda: function(pixels)
 
 
 def _tests(network: Any, pixels: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
