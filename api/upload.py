@@ -4,17 +4,22 @@ Werkzeug reads a body sent without Content-Length (chunked: `curl -T -`, a pipe,
 only up to MAX_CONTENT_LENGTH and then reports its end as if the client had stopped there
 (`werkzeug.wsgi.LimitedStream` with `is_max`): an upload over the limit would be silently
 truncated. `Request.stream` here reads one byte past the limit and answers 413 when that byte
-exists. A gzip `Content-Encoding` is undone here, the caller giving the most bytes it accepts
+exists. Under a server that sets `wsgi.input_terminated` (gunicorn), Werkzeug does not hold a
+body with Content-Length to that length either: a client that stops early would be read as a
+shorter, complete upload. `DeclaredBody` answers 400 `incomplete_body` instead. A body the
+server cannot decode (a malformed chunk size) is a 400 `malformed_body`, not a 500.
+A gzip `Content-Encoding` is undone here, the caller giving the most bytes it accepts
 uncompressed, so a compression bomb is a 413 too.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import IO, cast
 
 import flask
 from flask import current_app, request
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.formparser import FormDataParser
 from werkzeug.utils import cached_property
 from werkzeug.wsgi import LimitedStream, get_input_stream
@@ -32,10 +37,16 @@ class Request(flask.Request):
     def stream(self) -> IO[bytes]:
         """The body, limited to MAX_CONTENT_LENGTH; more than that raises 413 when read."""
         limit = self.max_content_length
-        streamed = self.content_length is None and "wsgi.input_terminated" in self.environ
-        if limit is not None and streamed:
+        length = self.content_length
+        if "wsgi.input_terminated" not in self.environ:
+            return get_input_stream(self.environ, max_content_length=limit)
+        if length is None:
+            if limit is None:
+                return cast(IO[bytes], self.environ["wsgi.input"])
             return cast(IO[bytes], StreamedBody(self.environ["wsgi.input"], limit))
-        return get_input_stream(self.environ, max_content_length=limit)
+        if limit is not None and length > limit:
+            raise RequestEntityTooLarge()
+        return cast(IO[bytes], DeclaredBody(self.environ["wsgi.input"], length))
 
     @property  # type: ignore[misc]
     def max_form_memory_size(self) -> int | None:  # type: ignore[override]
@@ -57,10 +68,44 @@ class StreamedBody(LimitedStream):
 
     def readinto(self, buffer: bytearray) -> int | None:  # type: ignore[override]
         """Read like LimitedStream, refusing the request once byte `limit + 1` arrives."""
-        count = super().readinto(buffer)
+        count = _read_server_input(super().readinto, buffer)
         if self._pos >= self.limit:
             raise RequestEntityTooLarge()
         return count
+
+
+class DeclaredBody(LimitedStream):
+    """A body with Content-Length: exactly that many bytes, 400 when the client stops early."""
+
+    def readinto(self, buffer: bytearray) -> int | None:  # type: ignore[override]
+        """Read like LimitedStream, with the server's own parse errors as a 400."""
+        return _read_server_input(super().readinto, buffer)
+
+    def on_disconnect(self, error: Exception | None = None) -> None:
+        """The body ended before its Content-Length: refuse it rather than read a prefix."""
+        raise ApiError(
+            400,
+            "incomplete_body",
+            f"the body ended after {self._pos:,} of the {self.limit:,} bytes its Content-Length "
+            "announced; nothing was stored: send the whole body again",
+        )
+
+
+def _read_server_input(
+    readinto: Callable[[bytearray], int | None], buffer: bytearray
+) -> int | None:
+    """Call `readinto`, turning an error of the server's body decoding into a 400."""
+    try:
+        return readinto(buffer)
+    except (ApiError, HTTPException):
+        raise
+    except Exception as error:  # gunicorn.http.errors.ParseException and kin: a bad body
+        raise ApiError(
+            400,
+            "malformed_body",
+            f"the request body could not be read ({type(error).__name__}: {error}); "
+            "send it with Content-Length, or as valid chunked transfer encoding",
+        ) from None
 
 
 def read(raw_allowed: bool, expected: str, decoded_limit: int | None = None) -> bytes:

@@ -159,6 +159,50 @@ def test_a_chunked_body_under_the_limit_is_read_whole(api_url: str) -> None:
     assert answer["rows"] == 3_000
 
 
+def raw_exchange(url: str, request: bytes) -> tuple[int, dict]:
+    """Send `request` as is, close the sending side, and return the status and JSON answer."""
+    port = int(url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
+        connection.sendall(request)
+        connection.shutdown(socket.SHUT_WR)
+        answer = b""
+        while data := connection.recv(1 << 16):
+            answer += data
+    head, _, payload = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), orjson.loads(payload[: _length(answer) - len(head) - 4])
+
+
+def test_a_body_shorter_than_its_content_length_is_400_and_nothing_is_stored(api_url: str) -> None:
+    connection = Redis.from_url(API_REDIS_URL)
+    before = stored_keys(connection)
+    body = labelled_csv(10)
+    head = b"POST /v1/batches HTTP/1.1\r\nHost: test\r\nContent-Type: text/csv\r\n"
+    head += b"Content-Length: %d\r\n\r\n" % (len(body) * 4)  # the client stops after a quarter
+    status, answer = raw_exchange(api_url, head + body)
+    assert status == 400, answer
+    assert answer["error"]["code"] == "incomplete_body"
+    assert f"after {len(body):,} of the {len(body) * 4:,} bytes" in answer["error"]["message"]
+    assert stored_keys(connection) == before
+
+
+@pytest.mark.parametrize(
+    ("route", "content_type"),
+    [
+        ("/v1/batches", "text/csv"),
+        ("/v1/predict", "application/json"),
+        ("/v1/predict/image", "image/png"),
+    ],
+)
+def test_a_malformed_chunked_body_is_400_json(api_url: str, route: str, content_type: str) -> None:
+    request = b"POST %s HTTP/1.1\r\nHost: test\r\nContent-Type: %s\r\n" % (
+        route.encode(),
+        content_type.encode(),
+    )
+    status, answer = raw_exchange(api_url, request + b"Transfer-Encoding: chunked\r\n\r\nZZ\r\n")
+    assert status == 400, answer
+    assert answer["error"]["code"] == "malformed_body", answer
+
+
 # Compressed uploads (Flask test client, a worker in the test)
 
 
