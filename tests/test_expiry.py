@@ -110,3 +110,4 @@ def test_work_nobody_waits_for_is_dropped_unrun(
     body = client.get(accepted.json["status_url"]).json
     assert body["status"] == "failed"
     assert body["error"].startswith("dropped unrun")
+    assert body["error"].endswith("(no worker is alive)")  # the worker registered above is gone
