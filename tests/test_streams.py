@@ -65,9 +65,11 @@ def test_a_malformed_entry_gets_an_error_answer(
     redis_conn.xadd(keys.stream_in("s"), {"pixels": b"\x00" * 783, "id": "short"})
     redis_conn.xadd(keys.stream_in("s"), {"pixel": pixels[0].tobytes()})
     redis_conn.xadd(keys.stream_in("s"), {"pixels": pixels[0].tobytes()})
+    redis_conn.xadd(keys.stream_in("s"), {"image": b"\x89PNG\r\n"})
     consumer.drain(redis_conn, "w1", Settings())
 
-    short, unnamed, good = outputs(redis_conn, "s")
+    short, unnamed, good, picture = outputs(redis_conn, "s")
+    assert "'image' is not read from streams yet" in picture["error"]
     assert short["id"] == "short" and "783 bytes, expected 784" in short["error"]
     assert "label" not in short
     assert "no field 'pixels'" in unnamed["error"] and "id" not in unnamed

@@ -175,6 +175,11 @@ def decode(entry: Entry) -> NDArray[np.uint8] | str:
                 "one uint8 per pixel, row by row, white ink on black"
             )
         return np.frombuffer(data, dtype=np.uint8)
+    if b"image" in entry.fields:
+        return (
+            "field 'image' is not read from streams yet: send 'pixels' (784 raw bytes, one "
+            "uint8 per pixel), or POST the picture to /v1/predict/image"
+        )
     return "the entry has no field 'pixels' (784 raw bytes, one uint8 per pixel)"
 
 

@@ -22,6 +22,7 @@ BENCH_MODULES = [
     "scripts.bench.uncertain",
     "scripts.bench.redis_load",
     "scripts.bench.stream",
+    "scripts.bench.subscribers",
     "scripts.soak",
 ]
 
