@@ -140,3 +140,17 @@ def test_streams_listed_in_the_environment_need_no_creation(
     consumer.drain(redis_conn, "w1", settings)
     assert len(outputs(redis_conn, "camera")) == 3
     assert json.loads(json.dumps(outputs(redis_conn, "camera")))[0]["label"] in range(10)
+
+
+def test_streams_wait_while_interactive_jobs_are_queued(
+    redis_conn: Redis, published: dict, pixels: np.ndarray
+) -> None:
+    streams.create(redis_conn, "s")
+    add_all(redis_conn, "s", pixels[:3])
+    reader = Consumer(redis_conn, "w1", Settings())
+    redis_conn.rpush(consumer.PREDICT_QUEUE_KEY, "a-queued-predict-job")
+    assert reader.step(block_ms=None) == 0
+    assert redis_conn.xlen(keys.stream_out("s")) == 0
+    redis_conn.delete(consumer.PREDICT_QUEUE_KEY)
+    assert reader.step(block_ms=None) == 3
+    assert redis_conn.xlen(keys.stream_out("s")) == 3
