@@ -9,7 +9,7 @@ import numpy as np
 from flask import Blueprint, Response, request, url_for
 from numpy.typing import NDArray
 
-from api import access, backpressure, batch_events, dispatch, ids, upload
+from api import access, backpressure, batch_events, dispatch, ids, pixel_encoding, upload
 from api.errors import ApiError
 from api.services import services
 from formats.kaggle_csv import CSVFormatError, KaggleCSV, parse_kaggle_csv, text_limit
@@ -29,8 +29,10 @@ def create_batch() -> Any:
     """Parse a Kaggle CSV (multipart field `file` or the body; plain, gzip or zip); queue it."""
     found = services()
     max_rows = found.config["DIGITS_MAX_ROWS"]
+    encoding = pixel_encoding.parse(request.args.get("encoding"))
     csv = _parse(_upload(text_limit(max_rows)), max_rows)
-    batch_id, chunks = dispatch.submit_batch(found, csv.pixels, csv.labels, csv.image_ids)
+    pixels = pixel_encoding.apply(csv.pixels, encoding, lambda i: _row_name(csv, i))
+    batch_id, chunks = dispatch.submit_batch(found, pixels, csv.labels, csv.image_ids)
     access.note(batch_id=batch_id, rows=len(csv.pixels))
     status_url = url_for("batches.batch_status", batch_id=batch_id)
     body = {
@@ -135,6 +137,13 @@ def _parse(source: bytes, max_rows: int) -> KaggleCSV:
         return parse_kaggle_csv(source, max_rows=max_rows)
     except CSVFormatError as error:
         raise ApiError(413 if error.code in TOO_LARGE else 422, error.code, str(error)) from None
+
+
+def _row_name(csv: KaggleCSV, index: int) -> str:
+    """Name a data row for an error: its 1-based row, and its ImageId when the file has one."""
+    image_id = "" if csv.image_ids is None else f" (ImageId {csv.image_ids[index]})"
+    skipped = " counting non-empty rows" if csv.skipped_rows else ""
+    return f"row {index + 1}{image_id}{skipped}"
 
 
 def _find(batch_id: str) -> batches.Batch:

@@ -6,14 +6,12 @@ import base64
 import binascii
 from typing import Any
 
-import numpy as np
 import orjson
 from flask import Blueprint, Response, current_app, request
-from numpy.typing import NDArray
 
 from api import jobs, upload
 from api.errors import ApiError
-from api.preprocess import ImageError, preprocess
+from api.preprocess import ImageError, Seen, preprocess
 from api.services import services
 
 RAW_TYPES = {"application/octet-stream"}  # besides image/*: what curl --data-binary may send
@@ -30,10 +28,10 @@ def page() -> Response:
 
 @bp.post("/v1/predict/image")
 def predict_image() -> Any:
-    """Label one picture of a digit, answering like /v1/predict plus the 28x28 pixels seen."""
-    pixels = _pixels(_upload())
-    body, status, headers = jobs.answer(services(), pixels.reshape(1, -1))
-    return {**body, "pixels": pixels.tolist()}, status, headers
+    """Label one picture of a digit, answering like /v1/predict plus what the model saw."""
+    seen = _seen(_upload())
+    body, status, headers = jobs.answer(services(), seen.pixels.reshape(1, -1))
+    return {**body, "pixels": seen.pixels.tolist(), "box": seen.box}, status, headers
 
 
 def _upload() -> bytes:
@@ -69,7 +67,7 @@ def _data_url(body: bytes) -> bytes:
         raise ApiError(422, "invalid_image", f"the data URL's base64 is broken: {error}") from None
 
 
-def _pixels(data: bytes) -> NDArray[np.uint8]:
+def _seen(data: bytes) -> Seen:
     try:
         return preprocess(data)
     except ImageError as error:
@@ -84,10 +82,24 @@ PIXELS = {
     "minItems": 28,
     "maxItems": 28,
 }
+BOX = {
+    "type": "array",
+    "description": (
+        "where the digit was found: [left, top, right, bottom] in the uploaded picture's pixels"
+        " (right and bottom exclusive; EXIF orientation applied, as the picture is displayed)"
+    ),
+    "items": {"type": "integer", "minimum": 0},
+    "minItems": 4,
+    "maxItems": 4,
+}
 
 
 def _answer(schema: str, description: str) -> dict[str, Any]:
-    with_pixels = {"type": "object", "properties": {"pixels": PIXELS}, "required": ["pixels"]}
+    with_pixels = {
+        "type": "object",
+        "properties": {"pixels": PIXELS, "box": BOX},
+        "required": ["pixels", "box"],
+    }
     body = {"allOf": [{"$ref": f"#/components/schemas/{schema}"}, with_pixels]}
     return {"description": description, "content": {"application/json": {"schema": body}}}
 

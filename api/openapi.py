@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, current_app
 
-from api import auth
+from api import auth, pixel_encoding
 
 bp = Blueprint("openapi", __name__)
 
@@ -62,6 +62,18 @@ def _paths(config: Any) -> dict[str, Any]:
         "description": f"seconds to wait for the result (default {config['DIGITS_WAIT']:g})",
         "schema": {"type": "number", "minimum": 0, "maximum": config["DIGITS_MAX_WAIT"]},
     }
+    encoding = {
+        "name": "encoding",
+        "in": "query",
+        "required": False,
+        "description": (
+            "how the pixels are encoded. mnist (default): light ink on black, 0-255; inverted"
+            " or thresholded (0/1) images are refused with 422 wrong_encoding. inverted: dark"
+            " on light, converted with 255 - x. binary: 0/1 values, converted with x * 255."
+            " as-is: used unchanged, unchecked"
+        ),
+        "schema": {"type": "string", "enum": list(pixel_encoding.ENCODINGS), "default": "mnist"},
+    }
     body_errors = dict.fromkeys(("400", "413", "415", "422", "429", "503"), ERROR)
     return {
         "/healthz": {"get": _op("Liveness", {"200": _json("Health", "the process is up")})},
@@ -83,7 +95,7 @@ def _paths(config: Any) -> dict[str, Any]:
                     "500": ERROR,
                     **body_errors,
                 },
-                parameters=[wait],
+                parameters=[wait, encoding],
                 requestBody=images_body,
             )
         },
@@ -91,6 +103,7 @@ def _paths(config: Any) -> dict[str, Any]:
             "post": _op(
                 "Queue images and answer at once",
                 {"202": _json("JobAccepted", "queued"), **body_errors},
+                parameters=[encoding],
                 requestBody=images_body,
             )
         },
@@ -112,6 +125,7 @@ def _paths(config: Any) -> dict[str, Any]:
                     "are skipped and counted. Limits: MAX_CONTENT_LENGTH bytes as sent, "
                     "DIGITS_MAX_ROWS rows, and 3,200 bytes per row allowed uncompressed."
                 ),
+                parameters=[encoding],
                 requestBody={
                     "required": True,
                     "content": {

@@ -3,147 +3,83 @@
 MNIST took bilevel scans, scaled each digit so its longer side is 20 px (the anti-aliasing
 of that step makes the grey edges) and placed it in a 28x28 field with its centre of mass
 at the centre. `preprocess` does the same to an uploaded photo, scan or canvas drawing,
-after finding the ink (polarity, Otsu threshold, specks dropped). One step MNIST did not
-need: strokes bolder than three in four MNIST digits are thinned to that width.
+after finding the ink on the page (`api.paper`) and choosing the digit's strokes among the
+ink: the biggest piece of ink not cut by the picture's edge, and the pieces near it that
+are not specks. One step MNIST did not need: strokes bolder than three in four MNIST digits
+are thinned to that width.
 """
 
 from __future__ import annotations
 
-import io
-import struct
-import warnings
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 from scipy import ndimage
+from skimage import measure
 
-FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")
-MAX_PIXELS = 25_000_000  # 5000 x 5000; anything larger is a decompression bomb, not a digit
-WORK_SIDE = 512  # larger pictures are box-reduced first: the digit ends up 20 px anyway
-MIN_CONTRAST = 32.0  # grey levels between darkest and brightest below which it is blank
-SPECK_SHARE = 0.05  # ink blobs smaller than this share of the largest blob are noise
+from api.paper import ink_mask
+from api.picture import MAX_PIXELS, ImageError, decode
+
+SPECK_SHARE = 0.05  # ink pieces smaller than this share of the digit's main piece are noise
+NEAR = 0.5  # pieces this far outside the main piece's box (share of its longer side) are not it
 BOLD = 0.16  # stroke width / longer side above which strokes are thinned (3/4 of MNIST is below)
 KEEP_AFTER_THINNING = 0.2  # share of the ink thinning must leave, or the glyph is kept as is
 BOX = 20  # the digit's longer side, as in MNIST
 SIDE = 28  # the field it is placed in
 CENTRE = 14.0  # where its centre of mass goes (row and column)
 
-
-class ImageError(Exception):
-    """An upload that is not a readable picture of a digit: error code, message, HTTP status."""
-
-    def __init__(self, code: str, message: str, status: int = 422) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status = status
+__all__ = ["ImageError", "Seen", "preprocess"]
 
 
-def preprocess(data: bytes, max_pixels: int = MAX_PIXELS) -> NDArray[np.uint8]:
-    """Return the (28, 28) uint8 MNIST-style view (ink bright on black) of an encoded image."""
-    ink = ink_levels(decode(data, max_pixels))
-    glyph = thin(crop(ink_mask(ink)))
-    return place(scale(glyph))
+@dataclass(frozen=True)
+class Seen:
+    """What the model is shown: `pixels` (28, 28) uint8, ink bright on black, and `box`, the
+    digit's [left, top, right, bottom] in the original picture's pixels (right and bottom
+    exclusive, EXIF orientation applied)."""
+
+    pixels: NDArray[np.uint8]
+    box: list[int]
 
 
-def decode(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """Decode PNG/JPEG/GIF/BMP/WebP bytes into an upright, at most 512 px, 'La' image."""
-    if not data:
-        raise ImageError("empty_image", "the upload is empty: send one PNG, JPEG, GIF, BMP or WebP")
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            image = Image.open(io.BytesIO(data), formats=FORMATS)
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise too_large(max_pixels) from exc
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-            raise ImageError(
-                "unreadable_image", "the upload is not a PNG, JPEG, GIF, BMP or WebP image"
-            ) from exc
-    if image.width * image.height > max_pixels:
-        raise too_large(max_pixels)
-    image.draft("L", (WORK_SIDE, WORK_SIDE))  # JPEG only: decode in grey at a reduced scale
-    try:
-        image.load()
-        upright = ImageOps.exif_transpose(image)
-    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
-        raise ImageError("unreadable_image", f"the image is damaged or truncated: {exc}") from exc
-    return shrink(premultiplied(upright))
+def preprocess(data: bytes, max_pixels: int = MAX_PIXELS) -> Seen:
+    """Find the digit in an encoded image and return its MNIST-style view and crop box."""
+    picture = decode(data, max_pixels)
+    digit = choose_digit(ink_mask(picture.colour))
+    rows, cols = np.nonzero(digit.any(axis=1))[0], np.nonzero(digit.any(axis=0))[0]
+    box = picture.box(rows[0], cols[0], rows[-1] + 1, cols[-1] + 1)
+    glyph = thin(crop(digit))
+    return Seen(place(scale(glyph)), box)
 
 
-def too_large(max_pixels: int) -> ImageError:
-    """Build the error for an image over the pixel limit."""
-    return ImageError(
-        "image_too_large", f"the image has more than {max_pixels:,} pixels; send a smaller one", 413
-    )
-
-
-def premultiplied(image: Image.Image) -> Image.Image:
-    """Convert any mode to 'La': grey premultiplied by alpha, so box-averaging stays exact."""
-    if image.mode in ("I", "F") or image.mode.startswith("I;16"):
-        # 16-bit greys would be clipped at 255 by Pillow's conversion, not scaled.
-        wide = np.asarray(image, dtype=np.float64)
-        image = Image.fromarray(np.clip(wide / 257.0, 0, 255).astype(np.uint8), "L")
-    # Pillow's direct RGBA -> La conversion drops the alpha; going through LA keeps it.
-    return image.convert("RGBA").convert("LA").convert("La")
-
-
-def shrink(image: Image.Image) -> Image.Image:
-    """Box-reduce so the longer side is at most WORK_SIDE pixels."""
-    factor = -(-max(image.size) // WORK_SIDE)
-    return image.reduce(factor) if factor > 1 else image
-
-
-def ink_levels(image: Image.Image) -> NDArray[np.float32]:
-    """Return grey levels 0-255 with the ink bright and the background dark, shape (h, w)."""
-    pixels = np.asarray(image, dtype=np.float32)  # (h, w, 2): premultiplied grey, alpha
-    grey, alpha = pixels[..., 0], pixels[..., 1] / 255.0
-    if alpha.min() < 1.0:
-        # Transparent areas are background: lay the picture on the shade opposite its strokes.
-        visible = float(alpha.sum())
-        stroke = float(grey.sum()) / visible if visible else 0.0
-        grey = grey + (255.0 if stroke < 128.0 else 0.0) * (1.0 - alpha)
-    darkest, brightest = float(grey.min()), float(grey.max())
-    if brightest - darkest < MIN_CONTRAST:
+def choose_digit(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
+    """Keep the digit's pieces of ink: the main piece and the sizeable pieces near it."""
+    labels = measure.label(mask, connectivity=2)
+    pieces = measure.regionprops(labels)
+    if not pieces:
         raise ImageError("blank_image", "the image is blank: no digit found")
-    if np.median(border(grey)) > (darkest + brightest) / 2:
-        grey = 255.0 - grey
-    return grey
-
-
-def border(grey: NDArray[np.float32]) -> NDArray[np.float32]:
-    """Return the pixels of the outer ring (2% of the shorter side, at least 1 px)."""
-    width = max(1, min(grey.shape) // 50)
-    ring = np.ones(grey.shape, dtype=bool)
-    ring[width:-width, width:-width] = False
-    return grey[ring]
-
-
-def ink_mask(ink: NDArray[np.float32]) -> NDArray[np.bool_]:
-    """Return the ink above the Otsu threshold, without specks, shape (h, w)."""
-    mask = ink > otsu_threshold(ink)
-    labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
-    if count == 0:
-        raise ImageError("blank_image", "the image is blank: no digit found")
-    areas = np.bincount(labels.ravel())  # areas[0] is the background
-    keep = areas >= SPECK_SHARE * areas[1:].max()
-    keep[0] = False
+    height, width = mask.shape
+    inside = [p for p in pieces if not _touches_edge(p.bbox, height, width)]
+    main = max(inside or pieces, key=lambda piece: piece.area)
+    top, left, bottom, right = main.bbox
+    reach = NEAR * max(bottom - top, right - left)
+    keep = np.zeros(len(pieces) + 1, dtype=bool)
+    for piece in pieces:
+        p_top, p_left, p_bottom, p_right = piece.bbox
+        near = (
+            p_bottom >= top - reach
+            and p_top <= bottom + reach
+            and p_right >= left - reach
+            and p_left <= right + reach
+        )
+        keep[piece.label] = near and piece.area >= SPECK_SHARE * main.area
     return keep[labels]
 
 
-def otsu_threshold(grey: NDArray[np.float32]) -> float:
-    """Return the grey level that best splits the pixels into two classes (Otsu, 1979)."""
-    counts = np.bincount(np.clip(grey, 0, 255).astype(np.uint8).ravel(), minlength=256)
-    levels = np.arange(256, dtype=np.float64)
-    below = np.cumsum(counts, dtype=np.float64)  # pixels at or below each level
-    above = below[-1] - below
-    below_sum = np.cumsum(counts * levels)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mean_below = below_sum / below
-        mean_above = (below_sum[-1] - below_sum) / above
-        between = below * above * (mean_below - mean_above) ** 2
-    return float(np.argmax(np.nan_to_num(between)))
+def _touches_edge(bbox: tuple[int, int, int, int], height: int, width: int) -> bool:
+    top, left, bottom, right = bbox
+    return top == 0 or left == 0 or bottom == height or right == width
 
 
 def crop(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:

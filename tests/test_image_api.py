@@ -52,8 +52,10 @@ def test_multipart_upload_is_labelled(
     )
     assert response.status_code == 200
     body = response.json
-    seen = preprocess(picture)
+    found = preprocess(picture)
+    seen = found.pixels
     assert body["pixels"] == seen.tolist()
+    assert body["box"] == found.box
     assert body["labels"] == service.labels("a", seen.reshape(1, -1))
     assert np.asarray(body["probabilities"]).shape == (1, 10)
     assert body["model_version"] == published["a"]
@@ -73,7 +75,7 @@ def test_raw_body_is_labelled(
         lambda: client.post("/v1/predict/image", data=jpeg, content_type=content_type)
     )
     assert response.status_code == 200
-    assert response.json["pixels"] == preprocess(jpeg).tolist()
+    assert response.json["pixels"] == preprocess(jpeg).pixels.tolist()
 
 
 def test_answers_202_with_the_pixels_when_the_wait_runs_out(
@@ -81,7 +83,7 @@ def test_answers_202_with_the_pixels_when_the_wait_runs_out(
 ) -> None:
     response = client.post("/v1/predict/image?wait=0", data=picture, content_type="image/png")
     assert response.status_code == 202
-    assert response.json["pixels"] == preprocess(picture).tolist()
+    assert response.json["pixels"] == preprocess(picture).pixels.tolist()
     assert response.headers["Location"] == response.json["status_url"]
     service.work()
     assert client.get(response.json["status_url"]).json["status"] == "finished"
