@@ -20,6 +20,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")
 MAX_PIXELS = 25_000_000  # 5000 x 5000; anything larger is a decompression bomb, not a digit
 WORK_SIDE = 512  # larger pictures are reduced first: the digit ends up 20 px anyway
+OPAQUE_MODES = ("RGB", "L", "CMYK", "YCbCr", "1")  # no alpha: no compositing needed
 WIDE_MODES = ("I", "F", "I;16", "I;16B", "I;16L", "I;16N")
 
 
@@ -37,7 +38,8 @@ class ImageError(Exception):
 class Picture:
     """Colours at the working size and how to map them back to the upright original.
 
-    `colour` is float32 (h, w, 3), 0-255, with transparent areas laid on a plain background;
+    `colour` is float32 (3, h, w), 0-255 (planes, so per-pixel sums over channels are plane
+    sums), with transparent areas laid on a plain background;
     `size` is the upright original's (width, height) in pixels (EXIF orientation applied).
     """
 
@@ -46,7 +48,7 @@ class Picture:
 
     def box(self, top: int, left: int, bottom: int, right: int) -> list[int]:
         """Map a working-size box (end exclusive) to [left, top, right, bottom] in the original."""
-        height, width = self.colour.shape[:2]
+        height, width = self.colour.shape[1:]
         x_scale, y_scale = self.size[0] / width, self.size[1] / height
         return [
             int(np.floor(left * x_scale)),
@@ -60,13 +62,17 @@ def decode(data: bytes, max_pixels: int = MAX_PIXELS) -> Picture:
     """Decode PNG/JPEG/GIF/BMP/WebP bytes; raise ImageError (413/422) when that is not possible."""
     image = _open(data, max_pixels)
     size = image.size  # before draft() reduces it
-    image.draft("RGB", (WORK_SIDE, WORK_SIDE))  # JPEG only: decode at a reduced scale
+    # JPEG only: decode at 1/2, 1/4 or 1/8 scale, the smallest that keeps half WORK_SIDE.
+    image.draft("RGB", (WORK_SIDE // 2 + 1, WORK_SIDE // 2 + 1))
     try:
         image.load()
         upright = ImageOps.exif_transpose(image)
         size = _upright(size, image)
     except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
         raise ImageError("unreadable_image", f"the image is damaged or truncated: {exc}") from exc
+    if upright.mode in OPAQUE_MODES:
+        opaque = np.asarray(_shrink(upright.convert("RGB")), dtype=np.float32)  # (h, w, 3)
+        return Picture(np.ascontiguousarray(opaque.transpose(2, 0, 1)), size)
     return Picture(_composited(_shrink(_premultiplied(upright))), size)
 
 
@@ -120,11 +126,11 @@ def _shrink(image: Image.Image) -> Image.Image:
 
 
 def _composited(image: Image.Image) -> NDArray[np.float32]:
-    """Lay transparent areas on the shade opposite the strokes; return (h, w, 3) float32."""
-    pixels = np.asarray(image, dtype=np.float32)  # (h, w, 4): premultiplied colour, alpha
-    colour, alpha = pixels[..., :3], pixels[..., 3:] / 255.0
+    """Lay transparent areas on the shade opposite the strokes; return (3, h, w) float32."""
+    pixels = np.asarray(image, dtype=np.float32).transpose(2, 0, 1)  # premultiplied, alpha
+    colour, alpha = pixels[:3], pixels[3:] / 255.0
     if alpha.min() < 1.0:
         visible = float(alpha.sum())
-        stroke = float(colour.mean(axis=2, keepdims=True).sum()) / visible if visible else 0.0
+        stroke = float(colour.sum()) / 3 / visible if visible else 0.0
         colour = colour + (255.0 if stroke < 128.0 else 0.0) * (1.0 - alpha)
     return np.ascontiguousarray(colour)

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 from scipy import ndimage
-from skimage import measure
 
 from api.paper import ink_mask
 from api.picture import MAX_PIXELS, ImageError, decode
@@ -55,31 +55,24 @@ def preprocess(data: bytes, max_pixels: int = MAX_PIXELS) -> Seen:
 
 def choose_digit(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
     """Keep the digit's pieces of ink: the main piece and the sizeable pieces near it."""
-    labels = measure.label(mask, connectivity=2)
-    pieces = measure.regionprops(labels)
-    if not pieces:
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
+    if count < 2:
         raise ImageError("blank_image", "the image is blank: no digit found")
-    height, width = mask.shape
-    inside = [p for p in pieces if not _touches_edge(p.bbox, height, width)]
-    main = max(inside or pieces, key=lambda piece: piece.area)
-    top, left, bottom, right = main.bbox
-    reach = NEAR * max(bottom - top, right - left)
-    keep = np.zeros(len(pieces) + 1, dtype=bool)
-    for piece in pieces:
-        p_top, p_left, p_bottom, p_right = piece.bbox
-        near = (
-            p_bottom >= top - reach
-            and p_top <= bottom + reach
-            and p_right >= left - reach
-            and p_left <= right + reach
-        )
-        keep[piece.label] = near and piece.area >= SPECK_SHARE * main.area
+    left, top, width, height, area = stats[1:].T  # one entry per piece, background left out
+    right, bottom = left + width, top + height
+    rows, cols = mask.shape
+    inside = (left > 0) & (top > 0) & (right < cols) & (bottom < rows)
+    candidates = np.flatnonzero(inside) if inside.any() else np.arange(count - 1)
+    main = candidates[np.argmax(area[candidates])]
+    reach = NEAR * max(width[main], height[main])
+    near = (
+        (bottom >= top[main] - reach)
+        & (top <= bottom[main] + reach)
+        & (right >= left[main] - reach)
+        & (left <= right[main] + reach)
+    )
+    keep = np.concatenate([[False], near & (area >= SPECK_SHARE * area[main])])
     return keep[labels]
-
-
-def _touches_edge(bbox: tuple[int, int, int, int], height: int, width: int) -> bool:
-    top, left, bottom, right = bbox
-    return top == 0 or left == 0 or bottom == height or right == width
 
 
 def crop(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:

@@ -130,7 +130,7 @@ def test_a_data_url_in_json_is_labelled(
     url = "data:image/png;base64," + base64.b64encode(picture).decode()
     response = service.while_working(lambda: client.post("/v1/predict/image", json={"image": url}))
     assert response.status_code == 200
-    assert response.json["pixels"] == preprocess(picture).tolist()
+    assert response.json["pixels"] == preprocess(picture).pixels.tolist()
 
 
 @pytest.mark.parametrize(

@@ -33,7 +33,9 @@ def shipped_cnn(redis_conn: Redis) -> str:
 
 
 @pytest.mark.parametrize("case", LABELS, ids=[case["file"] for case in LABELS])
-def test_case_is_read(client: FlaskClient, service, shipped_cnn: str, case: dict) -> None:
+def test_case_is_read(
+    client: FlaskClient, service, live_worker: None, shipped_cnn: str, case: dict
+) -> None:
     path = CASES / case["file"]
     kind = "image/png" if path.suffix == ".png" else "image/jpeg"
     accepted = client.post("/v1/predict/image?wait=0", data=path.read_bytes(), content_type=kind)

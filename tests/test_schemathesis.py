@@ -34,13 +34,14 @@ CONFIG = {
 
 
 # Over a limit is 413, a rejection too. A CSV or picture that matches the schema (a string)
-# can still be malformed: for those routes a 422 on "valid" data is right.
+# can still be malformed, and pixels that match it can still be wrongly encoded (inverted or
+# 0/1, `api.pixel_encoding`): for those routes a 422 on "valid" data is right.
 CHECKS = """
 [checks.negative_data_rejection]
 expected-statuses = ["400", "404", "405", "409", "413", "415", "422", "429"]
 
 [[operations]]
-include-path-regex = "^/v1/(batches|predict/image|streams/.+/in)$"
+include-path-regex = "^/v1/(batches|predict/image|predict|jobs|streams/.+/in)$"
 checks.positive_data_acceptance.enabled = false
 """
 

@@ -20,6 +20,7 @@ BENCH_MODULES = [
     "scripts.bench.chunks",
     "scripts.bench.profile",
     "scripts.bench.uncertain",
+    "scripts.bench.images",
     "scripts.bench.redis_load",
     "scripts.bench.stream",
     "scripts.bench.subscribers",
