@@ -5,8 +5,9 @@ of that step makes the grey edges) and placed it in a 28x28 field with its centr
 at the centre. `preprocess` does the same to an uploaded photo, scan or canvas drawing,
 after finding the ink on the page (`api.paper`) and choosing the digit's strokes among the
 ink: the biggest piece of ink not cut by the picture's edge, and the pieces near it that
-are not specks. One step MNIST did not need: strokes bolder than three in four MNIST digits
-are thinned to that width.
+are not specks (unless a piece half as big lies far away: then all of them, so two marks are
+shown to the model as they are, and flagged uncertain, not read as one digit). One step
+MNIST did not need: strokes bolder than three in four MNIST digits are thinned to that width.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from api.paper import ink_mask
 from api.picture import MAX_PIXELS, ImageError, decode
 
 SPECK_SHARE = 0.05  # ink pieces smaller than this share of the digit's main piece are noise
+RIVAL_SHARE = 0.5  # a distant piece this big beside the main one makes the picture ambiguous
 NEAR = 0.5  # pieces this far outside the main piece's box (share of its longer side) are not it
 BOLD = 0.16  # stroke width / longer side above which strokes are thinned (3/4 of MNIST is below)
 KEEP_AFTER_THINNING = 0.2  # share of the ink thinning must leave, or the glyph is kept as is
@@ -71,7 +73,10 @@ def choose_digit(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
         & (right >= left[main] - reach)
         & (left <= right[main] + reach)
     )
-    keep = np.concatenate([[False], near & (area >= SPECK_SHARE * area[main])])
+    sizeable = area >= SPECK_SHARE * area[main]
+    if (~near & (area >= RIVAL_SHARE * area[main])).any():
+        near[:] = True  # two marks of a size far apart: not one digit, show the model both
+    keep = np.concatenate([[False], near & sizeable])
     return keep[labels]
 
 

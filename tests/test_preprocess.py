@@ -306,3 +306,13 @@ def test_box_is_in_the_original_pixels(
     box = preprocess(buffer.getvalue()).box
     # The page is found at 1/6 scale: the box may be off by the 6 px of one working pixel.
     assert np.abs(np.array(box) - ink).max() <= 6, (box, ink)
+
+
+def test_a_stray_mark_is_dropped_but_two_strokes_are_kept() -> None:
+    page = np.full((300, 400), 255, np.uint8)
+    page[100:200, 95:105] = 0  # a stroke 100 px long
+    page[20:24, 350:356] = 0  # a stray mark far from it: dropped
+    # The one-pixel blur before the threshold may widen the ink by a pixel.
+    assert np.abs(np.subtract(preprocess(encode(page)).box, [95, 100, 105, 200])).max() <= 1
+    page[100:180, 295:305] = 0  # a second stroke of about the same size, far away: kept
+    assert np.abs(np.subtract(preprocess(encode(page)).box, [95, 100, 305, 200])).max() <= 1
