@@ -29,19 +29,17 @@ REPLACED_WITHIN = 15.0  # seconds from a worker's death to a replacement that be
 
 
 class Prober:
-    """Ask /healthz every 0.1 s in a thread; remember every failure and the slowest answer."""
+    """Ask /healthz every 0.1 s in a thread; remember every failure (no answer within 2 s)."""
 
     def __init__(self, base: str) -> None:
         self.base = base
         self.failures: list[str] = []
-        self.slowest = 0.0
         self.answers = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.wait(0.1):
-            started = time.monotonic()
             try:
                 status = requests.get(f"{self.base}/healthz", timeout=2).status_code
                 if status != 200:
@@ -49,7 +47,6 @@ class Prober:
             except requests.RequestException as error:
                 self.failures.append(repr(error))
             self.answers += 1
-            self.slowest = max(self.slowest, time.monotonic() - started)
 
     def __enter__(self) -> Prober:
         self._thread.start()
@@ -129,7 +126,6 @@ def test_up_replaces_a_killed_and_a_stopped_worker_and_keeps_the_api_up(
         assert after_kill < REPLACED_WITHIN
         assert after_stop < liveness.DEAD_AFTER + REPLACED_WITHIN
         assert prober.failures == [] and prober.answers > 20
-        assert prober.slowest < 1.0
         assert up.poll() is None
         up.send_signal(signal.SIGTERM)
         assert up.wait(timeout=30) == 0
