@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -43,18 +45,41 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--seed", type=int, default=0, help="chooses the digits and pictures")
     parser.add_argument("--timing-runs", type=int, default=40, help="4000x3000 requests timed")
     parser.add_argument("--kinds", default=",".join(photos.KINDS), help="comma-separated")
+    parser.add_argument("--save", type=Path, help="write the results here as JSON, no report")
+    parser.add_argument(
+        "--report", type=Path, nargs="+", help="measure nothing: report these --save files"
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> None:
-    """Measure every kind and the 4000x3000 timing; write the `images` section."""
-    _, _, x_test, y_test = data.load_mnist()
-    kinds = args.kinds.split(",")
-    with stack(workers=1) as service, requests.Session() as session:
-        rows = [_kind(session, service.url, kind, x_test, y_test, args) for kind in kinds]
-        timing = _timing(session, service.url, x_test, args.timing_runs, args.seed)
+    """Measure every kind and the 4000x3000 timing; write the `images` section.
+
+    Kinds can be measured by several runs at once (`--kinds ... --save part.json`), then
+    reported together (`--report part1.json part2.json`).
+    """
+    if args.report:
+        parts = [json.loads(path.read_text()) for path in args.report]
+        rows = [row for part in parts for row in part["rows"]]
+        timing = next(part["timing"] for part in parts if part["timing"])
+    else:
+        rows, timing = _measure(args)
+        if args.save:
+            args.save.write_text(json.dumps({"rows": rows, "timing": timing}))
+            return
     title = "Photos and scans of digits (POST /v1/predict/image)"
     write_section("images", title, _report(rows, timing, args))
+
+
+def _measure(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, list[float]]]:
+    _, _, x_test, y_test = data.load_mnist()
+    with stack(workers=1) as service, requests.Session() as session:
+        rows = [
+            _kind(session, service.url, kind, x_test, y_test, args)
+            for kind in args.kinds.split(",")
+        ]
+        timing = _timing(session, service.url, x_test, args.timing_runs, args.seed)
+    return rows, timing
 
 
 def _kind(
@@ -136,6 +161,8 @@ def pillow_full(jpeg: bytes) -> Image.Image:
 def _timing(
     session: requests.Session, url: str, x_test: np.ndarray, runs: int, seed: int
 ) -> dict[str, list[float]]:
+    if runs == 0:
+        return {}
     jpeg = phone_jpeg(x_test[0].reshape(28, 28), seed)
     times: dict[str, list[float]] = {"endpoint": [], "thumbnail": [], "reduced": [], "full": []}
     headers = {"Content-Type": "image/jpeg"}
