@@ -11,7 +11,17 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
-from api import access, backpressure, dispatch, errors, ids, microbatch, payload, pixel_encoding
+from api import (
+    access,
+    backpressure,
+    dispatch,
+    errors,
+    ids,
+    microbatch,
+    payload,
+    pixel_encoding,
+    upload,
+)
 from api.errors import ApiError
 from api.services import Services, services
 from store import codec, keys, liveness, results
@@ -73,7 +83,8 @@ def _images(found: Services) -> NDArray[np.uint8]:
     if request.mimetype != "application/json":
         raise ApiError(415, "unsupported_media_type", "send the images as application/json")
     encoding = pixel_encoding.parse(request.args.get("encoding"))
-    pixels = payload.parse_images(request.get_data(cache=False), found.config["DIGITS_MAX_IMAGES"])
+    body = upload.read(raw_allowed=True, expected="send the images as application/json")
+    pixels = payload.parse_images(body, found.config["DIGITS_MAX_IMAGES"])
     access.note(rows=len(pixels))
     many = len(pixels) > 1
     return pixel_encoding.apply(pixels, encoding, lambda i: f"images[{i}]" if many else "the image")

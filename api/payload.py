@@ -73,7 +73,7 @@ def _to_pixels(images: list[Any], name: str, body: bytes) -> NDArray[np.uint8]:
     valid = (
         array.ndim == 2
         and array.shape[1] == N_PIXELS
-        and array.dtype.kind in "iu"
+        and (array.dtype.kind in "iu" or (array.dtype.kind == "f" and _integral(array)))
         and array.min() >= 0
         and array.max() <= 255
         # numpy turns a boolean among integers into 0 or 1; JSON booleans are spelled out.
@@ -106,9 +106,18 @@ def _values_problem(values: list[Any], where: str, length: int) -> str | None:
         rows = f" (a {SIDE}x{SIDE} image is {SIDE} rows of {SIDE})" if length == SIDE else ""
         return f"{where} has {len(values)} values, expected {length}{rows}"
     for position, value in enumerate(values):
-        if type(value) is not int or not 0 <= value <= 255:
-            return f"{where}[{position}] is {_show(value)}, expected an integer 0-255"
+        whole = type(value) is int or (type(value) is float and value.is_integer())
+        if not whole or not 0 <= value <= 255:
+            hint = ""
+            if type(value) is float and 0 < value < 1:
+                hint = " (pixels scaled to 0-1? multiply by 255 and round)"
+            return f"{where}[{position}] is {_show(value)}, expected an integer 0-255{hint}"
     return None
+
+
+def _integral(array: NDArray[np.floating]) -> bool:
+    """Say whether every value is a whole number (12.0: what numpy's tolist() gives floats)."""
+    return bool(np.isfinite(array).all() and (array == np.rint(array)).all())
 
 
 def _nested_problem(image: list[Any], where: str, name: str) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import time
 import zlib
@@ -262,3 +263,31 @@ def test_jobs_and_batches_are_taken_without_a_worker_and_say_so(
     service.work()
     assert client.get(job.json["status_url"]).json["status"] == "finished"
     assert "message" not in client.get(batch.json["status_url"]).json
+
+
+def test_a_gzip_encoded_json_body_is_read(
+    client: FlaskClient, service, published: dict, pixels: np.ndarray
+) -> None:
+    body = gzip.compress(json.dumps({"pixels": pixels[0].tolist()}).encode())
+    response = service.while_working(
+        lambda: client.post(
+            "/v1/predict",
+            data=body,
+            content_type="application/json",
+            headers={"Content-Encoding": "gzip"},
+        )
+    )
+    assert response.status_code == 200, response.json
+    assert response.json["labels"] == service.labels("a", pixels[:1])
+
+
+def test_an_unknown_content_encoding_on_json_is_415(client: FlaskClient, service) -> None:
+    response = client.post(
+        "/v1/predict",
+        data=json.dumps({"pixels": GOOD}),
+        content_type="application/json",
+        headers={"Content-Encoding": "br"},
+    )
+    assert response.status_code == 415
+    assert response.json["error"]["code"] == "unsupported_encoding"
+    assert service.queued() == 0

@@ -6,6 +6,7 @@ import json
 import math
 
 import numpy as np
+import orjson
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
@@ -214,3 +215,19 @@ def test_a_picture_sent_as_pixels_is_pointed_to_the_image_endpoint(
     assert (error.status, error.code) == (422, "not_pixels")
     assert message in error.message
     assert "POST /v1/predict/image" in error.message
+
+
+def test_whole_number_floats_are_pixels() -> None:
+    values = [float(v) for v in range(256)] + [0.0] * (784 - 256)  # numpy's astype(float).tolist()
+    assert payload.parse_images(orjson.dumps({"pixels": values}), 10).tolist() == [
+        [int(v) for v in values]
+    ]
+
+
+def test_pixels_scaled_to_one_are_named_with_what_to_do() -> None:
+    values = [0.0] * 783 + [0.5]
+    with pytest.raises(ApiError) as refused:
+        payload.parse_images(orjson.dumps({"pixels": values}), 10)
+    assert refused.value.status == 422
+    assert "pixels[783] is 0.5" in refused.value.message
+    assert "multiply by 255" in refused.value.message
