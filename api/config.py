@@ -27,6 +27,9 @@ DEFAULTS: dict[str, Any] = {
     "DIGITS_API_KEYS": "",  # comma-separated keys /v1 requires (api/auth.py); empty: open
     "DIGITS_ADMIN_KEYS": "",  # comma-separated keys that may also switch the model
     "DIGITS_RATE_LIMIT": "",  # requests per key or client address, e.g. 100/s; empty: off
+    # Redis connections per API process: each open request may hold one (a blocking read, a
+    # stream follower), and gevent serves up to 1,000 at once; redis-py's default is 100.
+    "DIGITS_REDIS_CONNECTIONS": 2_000,
     "DIGITS_STREAMS": "",  # comma-separated stream names that exist without POST /v1/streams/NAME
     "DIGITS_STREAM_MAXLEN": streams.DEFAULT_MAXLEN,  # answers kept per stream (MAXLEN ~)
     "DIGITS_STREAM_WAIT": 30.0,  # idle seconds after which GET /v1/streams/NAME/out ends

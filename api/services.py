@@ -33,6 +33,7 @@ def connect(config: dict[str, Any]) -> Services:
         # A blocking read waits up to DIGITS_MAX_WAIT; anything slower is a dead server.
         socket_timeout=float(config["DIGITS_MAX_WAIT"]) + 5,
         health_check_interval=30,
+        max_connections=config["DIGITS_REDIS_CONNECTIONS"],
     )
     predict_queue = Queue(keys.PREDICT_QUEUE, connection=redis, serializer=JSONSerializer)
     return Services(

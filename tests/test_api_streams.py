@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -218,3 +219,18 @@ def test_a_chunked_body_longer_than_the_upload_limit_is_taken_whole(
         f"{url}/v1/jobs", data=body, headers={"Content-Type": "application/json"}
     )
     assert too_big.status_code == 413  # the limit still holds everywhere else
+
+
+def test_more_followers_than_redis_pys_default_pool_are_served(
+    client: FlaskClient, scanner: str
+) -> None:
+    """Each follower holds a Redis connection while it waits; redis-py's pool stops at 100."""
+
+    def follow(_: int) -> tuple[int, bytes]:
+        response = client.get("/v1/streams/scanner/out?wait=2")
+        return response.status_code, response.data  # reading the body runs the XREADs
+
+    with ThreadPoolExecutor(150) as pool:
+        answers = list(pool.map(follow, range(150)))
+    assert [status for status, _ in answers] == [200] * 150
+    assert all(b"redis_unavailable" not in body for _, body in answers)

@@ -70,8 +70,9 @@ def idle_followers(url: str, count: int) -> Iterator[list[socket.socket]]:
             sock = socket.create_connection((host, int(port)), timeout=10)
             request = f"GET /v1/streams/idle/out?wait=3600 HTTP/1.1\r\nHost: {host}\r\n\r\n"
             sock.sendall(request.encode())
-            if not sock.recv(4096).startswith(b"HTTP/1.1 200"):
-                raise SystemExit("a follower was not answered 200")
+            head = sock.recv(4096)
+            if not head.startswith(b"HTTP/1.1 200"):
+                raise SystemExit(f"a follower was not answered 200: {head[:300]!r}")
             held.append(sock)
         yield held
     finally:
