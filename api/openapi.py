@@ -123,7 +123,7 @@ def _paths(config: Any) -> dict[str, Any]:
                     "test.csv or its only CSV) or a .csv.gz as they are. A leading ImageId column "
                     "numbers the submission; a pandas index column is ignored; all-empty rows "
                     "are skipped and counted. Limits: MAX_CONTENT_LENGTH bytes as sent, "
-                    "DIGITS_MAX_ROWS rows, and 3,200 bytes per row allowed uncompressed."
+                    "DIGITS_MAX_ROWS rows, and 6,400 bytes per row allowed uncompressed."
                 ),
                 parameters=[encoding],
                 requestBody={

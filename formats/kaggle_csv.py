@@ -30,10 +30,11 @@ PARSE_CHUNK_ROWS = 1024  # ~1.6 MB of text: big enough for NumPy, small enough f
 WRITE_CHUNK_ROWS = 4096
 COMMA, NEWLINE, ZERO, QUOTE, DOT, SPACE = (ord(c) for c in ',\n0". ')
 BOM = b"\xef\xbb\xbf"
-# The longest row the format allows: a leading id of up to 9 digits and 785 values of up to
-# three digits, each with its separator (3,150 bytes), rounded up. With room for a header, it
-# bounds the uncompressed size of a file of `max_rows` rows (text_limit).
-ROW_BYTES = 3_200
+# The longest row a file people really save holds: 785 values written as pandas writes floats
+# with every field quoted (`"255.0",`: 8 bytes, 6,280 for the values) and a leading index or
+# ImageId of up to 9 digits, quoted, rounded up. With room for a header, it bounds the
+# uncompressed size of a file of `max_rows` rows (text_limit); a plain Kaggle row is <= 3,150.
+ROW_BYTES = 6_400
 HEADER_BYTES = 65_536
 INDEX_NAMES = {"", "Unnamed: 0"}  # pandas' to_csv index column: no name, or as read back
 IMAGE_ID = "ImageId"

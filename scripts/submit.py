@@ -50,6 +50,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=os.environ.get("DIGITS_URL", DEFAULT_URL),
         help="the service (default: $DIGITS_URL or %(default)s)",
     )
+    parser.add_argument(
+        "--key",
+        default=os.environ.get("DIGITS_API_KEY"),
+        help="API key, sent as a bearer token (default: $DIGITS_API_KEY)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=submit_command)
 
@@ -57,7 +62,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def submit_command(args: argparse.Namespace) -> int:
     """Run `digits submit`."""
     try:
-        batch = submit(args.csv, args.out, args.url.rstrip("/"), progress=not args.quiet)
+        batch = submit(
+            args.csv, args.out, args.url.rstrip("/"), progress=not args.quiet, key=args.key
+        )
     except (OSError, requests.RequestException, SubmitError) as error:
         print(f"digits submit: {error}", file=sys.stderr)
         return 1
@@ -85,9 +92,16 @@ def _labels(path: Path) -> dict[str, str]:
         return {row["ImageId"]: row["Label"] for row in csv_module.DictReader(stream)}
 
 
-def submit(csv: Path, out: Path, url: str, progress: bool = True) -> dict[str, Any]:
-    """Upload `csv`, wait for the batch with a progress bar, save its submission; return it."""
+def submit(
+    csv: Path, out: Path, url: str, progress: bool = True, key: str | None = None
+) -> dict[str, Any]:
+    """Upload `csv`, wait for the batch with a progress bar, save its submission; return it.
+
+    `key` is sent as `Authorization: Bearer <key>` on every request when given.
+    """
     session = requests.Session()
+    if key:
+        session.headers["Authorization"] = f"Bearer {key}"
     body, headers = _body(csv)
     accepted = _json(session.post(f"{url}/v1/batches", data=body, headers=headers), 202)
     batch = _wait(session, url + accepted["status_url"], accepted["rows"], progress)

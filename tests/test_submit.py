@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import gzip
+import threading
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 from flask import Flask
+from werkzeug.serving import make_server
 
+from api import create_app
 from formats.kaggle_csv import write_kaggle_csv
 from scripts.cli import main
 
@@ -156,3 +159,23 @@ def test_test_csv_is_scored_against_test_labels_beside_it(
     (tmp_path / "test_labels.csv").write_text("ImageId,Label\n" + "\n".join(key) + "\n")
     assert run_submit(service, url, tmp_path / "test.csv", tmp_path / "submission.csv") == 0
     assert f"accuracy {20 / 25:.4f} (against" in capsys.readouterr().out
+
+
+def test_submit_sends_the_api_key(
+    redis_url: str, service, published: dict, pixels: np.ndarray, tmp_path: Path, capsys
+) -> None:
+    app = create_app({"REDIS_URL": redis_url, "TESTING": True, "DIGITS_API_KEYS": "k-123"})
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        write_kaggle_csv(tmp_path / "test.csv", pixels[:5])
+        argv = ["submit", str(tmp_path / "test.csv"), "--out", str(tmp_path / "s.csv")]
+        argv += ["--url", f"http://127.0.0.1:{server.server_port}", "--quiet"]
+        assert main(argv) == 1  # no key: the service's 401 is reported
+        assert "401" in capsys.readouterr().err
+        assert service.while_working(lambda: main([*argv, "--key", "k-123"])) == 0
+        assert len((tmp_path / "s.csv").read_text().splitlines()) == 6
+    finally:
+        server.shutdown()
+        thread.join()

@@ -331,3 +331,25 @@ def test_a_truncated_multipart_body_is_named(client: FlaskClient, service) -> No
     assert response.status_code == 400
     assert response.json["error"]["code"] == "bad_multipart"
     assert response.json["error"]["message"].startswith("the multipart body is malformed")
+
+
+def test_a_compressed_csv_saved_by_pandas_with_quoted_floats_fits_its_row_limit(
+    app: Flask, client: FlaskClient
+) -> None:
+    import csv
+
+    import pandas as pd
+
+    rows = 20
+    app.config["DIGITS_MAX_ROWS"] = rows
+    frame = pd.DataFrame(np.full((rows, 784), 255), columns=PIXEL_NAMES).astype(float)
+    text = frame.to_csv(quoting=csv.QUOTE_ALL).encode()  # the longest rows the reader accepts
+    assert len(text) > rows * 6_000
+    accepted = client.post(
+        "/v1/batches?encoding=as-is",  # all 255 would be refused as an inverted picture
+        data=gzip.compress(text),
+        content_type="text/csv",
+        headers={"Content-Encoding": "gzip"},
+    )
+    assert accepted.status_code == 202, accepted.json
+    assert accepted.json["rows"] == rows
