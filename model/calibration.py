@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.optimize import minimize_scalar
 
 Logits = NDArray[np.float32]
 Labels = NDArray[np.int64]
@@ -99,6 +98,8 @@ def fit_temperature(logits: Logits, labels: Labels) -> float:
         top = scaled.max(axis=1)
         log_sum = np.log(np.exp(scaled - top[:, None]).sum(axis=1)) + top
         return float((log_sum - scaled[rows, labels]).mean())
+
+    from scipy.optimize import minimize_scalar  # here: it costs a second to import
 
     found = minimize_scalar(loss, bounds=LOG_T_BOUNDS, method="bounded", options={"xatol": 1e-6})
     return float(np.exp(found.x))
