@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 from redis import Redis
 
 from api.errors import ApiError
-from formats.kaggle_csv import CSVFormatError, read_kaggle_csv
+from formats.kaggle_csv import CSVFormatError, KaggleCSV, parse_kaggle_csv
 from store import codec, streams
 
 BLOCK_LINES = 1_000  # lines checked, then added, at a time (about 3 MB of NDJSON)
@@ -37,6 +37,8 @@ class Block:
     first_line: int  # 1-based line (NDJSON) or row (CSV, header not counted) of the first
     pixels: NDArray[np.uint8]
     ids: list[str | None]
+    end_line: int  # the line or row after the block's last one: where a resend would start
+    unit: str = "line"  # what first_line and end_line count: "line" (NDJSON) or "row" (CSV)
 
 
 def add(connection: Redis, name: str, blocks: Iterator[Block]) -> dict[str, Any]:
@@ -46,7 +48,7 @@ def add(connection: Redis, name: str, blocks: Iterator[Block]) -> dict[str, Any]
     """
     first_id: str | None = None
     last_id: str | None = None
-    count = 0
+    count, resume = 0, None
     try:
         for block in blocks:
             pipe = connection.pipeline(transaction=False)
@@ -55,11 +57,13 @@ def add(connection: Redis, name: str, blocks: Iterator[Block]) -> dict[str, Any]
                 streams.add(pipe, name, fields if client_id is None else fields | {"id": client_id})
             added = [codec.text(entry_id) for entry_id in pipe.execute()]
             first_id, last_id, count = first_id or added[0], added[-1], count + len(added)
+            resume = (block.unit, block.end_line)
     except ApiError as error:
-        if count:
+        if count and resume is not None:
+            unit, end = resume
             error.message += (
-                f"; the {count} inputs before it were added, entry ids {first_id} to {last_id}:"
-                " send the rest again from there"
+                f"; the {count} inputs before {unit} {end} were added (entry ids {first_id} to "
+                f"{last_id}), none from {unit} {end} on: send the body again from {unit} {end}"
             )
         raise ApiError(error.status, error.code, error.message) from None
     if not count:
@@ -90,10 +94,10 @@ def ndjson_blocks(stream: IO[bytes], first_line: int = 1) -> Iterator[Block]:
         rows = [(number + i, line) for i, line in enumerate(block) if line.strip()]
         number += len(block)
         if rows:
-            yield _ndjson_block(rows)
+            yield _ndjson_block(rows, number)
 
 
-def _ndjson_block(rows: list[tuple[int, bytes]]) -> Block:
+def _ndjson_block(rows: list[tuple[int, bytes]], end_line: int) -> Block:
     images, ids = [], []
     for number, line in rows:
         document = _json_line(number, line)
@@ -107,7 +111,7 @@ def _ndjson_block(rows: list[tuple[int, bytes]]) -> Block:
         raise _line_error(*_first_bad(rows, images))
     if array.min() < 0 or array.max() > 255:
         raise _line_error(*_first_bad(rows, images))
-    return Block(rows[0][0], array.astype(np.uint8), ids)
+    return Block(rows[0][0], array.astype(np.uint8), ids, end_line)
 
 
 def _json_line(number: int, line: bytes) -> dict[str, Any]:
@@ -145,27 +149,34 @@ def csv_blocks(stream: IO[bytes], first_row: int = 1) -> Iterator[Block]:
     Rows are numbered from `first_row`, the header not counted.
     """
     header: bytes | None = None
-    start = first_row
+    found = False
     for block in lines(stream):
         if header is None:
             header, block = block[0] + b"\n", block[1:]
-        if not block:
+        if not any(line.strip(b", \r") for line in block):  # Excel's all-empty rows only
+            first_row += len(block)
             continue
-        pixels = _csv_block(header + b"\n".join(block), first_row)
-        yield Block(first_row, pixels, [None] * len(pixels))
-        first_row += len(pixels)
-    if header is None or first_row == start:
+        parsed = _csv_block(header + b"\n".join(block), first_row)
+        ids: list[str | None] = [None] * len(parsed.pixels)
+        if parsed.image_ids is not None:  # an ImageId column: echoed as each answer's id
+            ids = [str(image_id) for image_id in parsed.image_ids]
+        end = first_row + len(block)  # all-empty rows are skipped, but they are rows
+        if len(parsed.pixels):
+            found = True
+            yield Block(first_row, parsed.pixels, ids, end, "row")
+        first_row = end
+    if header is None or not found:
         raise ApiError(422, "empty", "no data rows: send a Kaggle CSV with a header and rows")
 
 
-def _csv_block(text: bytes, first_row: int) -> NDArray[np.uint8]:
+def _csv_block(text: bytes, first_row: int) -> KaggleCSV:
     try:
-        pixels, _ = read_kaggle_csv(text)
+        parsed = parse_kaggle_csv(text)
     except CSVFormatError as error:
         # The reader counts rows from the block's start; say where they are in the body.
         message = ROW.sub(lambda found: f"row {int(found[1]) + first_row - 1}", str(error), 1)
         raise ApiError(422, error.code, message) from None
-    return pixels
+    return parsed
 
 
 def _line_error(number: int, message: str) -> ApiError:

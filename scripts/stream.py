@@ -19,6 +19,7 @@ import queue
 import secrets
 import sys
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -64,6 +65,9 @@ def stream_command(args: argparse.Namespace) -> int:
         return run(transport, sys.stdin.buffer, sys.stdout, args.format, args.in_flight)
     except (StreamError, RedisError, requests.RequestException) as error:
         print(f"digits stream: {error}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # `digits stream ... | head`: the reader has gone, nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
         return 1
 
 
@@ -162,8 +166,13 @@ def _add(
     transport: Transport, state: Run, batch: list[tuple[int, bytes]], header: bytes | None
 ) -> None:
     first = state.sent + 1  # rows are numbered from 1, a CSV's header not counted
+    taken = len(batch)
+    if header is not None:  # Excel's all-empty rows: skipped, as POST /v1/batches does
+        batch = [(row, line) for row, line in batch if line.strip(b", \r\n")] or batch[:0]
     text = b"".join(line if line.endswith(b"\n") else line + b"\n" for _, line in batch)
-    if header is None:
+    if not batch:
+        blocks: Iterator[stream_input.Block] = iter(())
+    elif header is None:
         blocks = stream_input.ndjson_blocks(io.BytesIO(text), first_line=batch[0][0] + 1)
     else:
         blocks = stream_input.csv_blocks(io.BytesIO(header + text), first_row=first)
@@ -174,7 +183,7 @@ def _add(
             if given is not None:
                 state.given_ids[row] = given
             inputs.append((f"{state.prefix}{row}", pixels))
-    for _ in range(len(batch) - len(inputs)):  # blank lines: their slots are free again
+    for _ in range(taken - len(inputs)):  # blank lines: their slots are free again
         state.slots.release()
     transport.add(inputs)
     state.sent += len(inputs)
@@ -204,7 +213,8 @@ class Writer:
     def __init__(self, out: IO[str], fmt: str) -> None:
         self.out = out
         self.fmt = fmt
-        self.waiting: dict[int, int] = {}  # submission: rows answered before an earlier one
+        # submission: (ImageId, label) of rows answered before an earlier one; label -1: error
+        self.waiting: dict[int, tuple[str, int]] = {}
         self.next_row = 1
         self.csv = csv.writer(out, lineterminator="\n")
         if fmt == "csv":
@@ -222,17 +232,17 @@ class Writer:
         elif self.fmt == "csv":
             fields = [answer.get(name, "") for name in ("label", "confidence", "model_version")]
             self.csv.writerow([row, given or "", *fields, error or ""])
-        else:
-            self.waiting[row] = -1 if error else answer["label"]
+        else:  # an ImageId column numbers the submission, as POST /v1/batches does
+            self.waiting[row] = (given or str(row), -1 if error else answer["label"])
             self._flush_in_order()
         self.out.flush()
         return 1 if error else 0
 
     def _flush_in_order(self) -> None:
         while self.next_row in self.waiting:
-            label = self.waiting.pop(self.next_row)
+            image_id, label = self.waiting.pop(self.next_row)
             if label >= 0:
-                self.csv.writerow([self.next_row, label])
+                self.csv.writerow([image_id, label])
             self.next_row += 1
 
     def close(self) -> None:

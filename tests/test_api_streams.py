@@ -153,7 +153,8 @@ def test_a_bad_line_says_where_and_what_was_added_before_it(
     assert bad.status_code == 422 and bad.json["error"]["code"] == "invalid_line"
     message = bad.json["error"]["message"]
     assert message.startswith("line 3: pixels has 3 values, expected 784")
-    assert "the 2 inputs before it were added" in message
+    assert "the 2 inputs before line 3 were added" in message
+    assert message.endswith("send the body again from line 3")
     assert redis_conn.xlen(keys.stream_in("scanner")) == 2
 
     rows = kaggle_csv(pixels[:5]).splitlines(keepends=True)

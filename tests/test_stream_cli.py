@@ -54,6 +54,37 @@ def test_a_csv_through_redis_makes_a_submission_in_row_order(
     assert lines[1:] == [f"{i},{label}" for i, label in enumerate(expected, start=1)]
 
 
+def test_an_imageid_column_numbers_the_submission_and_empty_rows_are_skipped(
+    redis_url: str, worker: None, service, pixels: np.ndarray
+) -> None:
+    header = "ImageId," + ",".join(PIXEL_NAMES)
+    rows = [f"{101 + i}," + ",".join(map(str, row)) for i, row in enumerate(pixels[:6].tolist())]
+    text = "\n".join([header, *rows[:3], "," * 784, *rows[3:], "," * 784]) + "\n"
+    done = digits_stream("--redis", redis_url, "--format", "submission", stdin=text.encode())
+    assert done.returncode == 0, done.stderr.decode()
+    expected = service.labels("a", pixels[:6])
+    assert done.stdout.decode().splitlines() == ["ImageId,Label"] + [
+        f"{101 + i},{label}" for i, label in enumerate(expected)
+    ]
+
+
+def test_output_to_a_closed_pipe_ends_without_a_traceback(
+    redis_url: str, worker: None, pixels: np.ndarray
+) -> None:
+    command = [sys.executable, "-m", "scripts.cli", "stream", "--redis", redis_url]
+    reader = subprocess.Popen(
+        [*command, "--format", "submission"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+    )
+    assert reader.stdout is not None and reader.stdin is not None
+    reader.stdout.close()  # as `| head -0` would: nobody reads the answers
+    _, errors = reader.communicate(kaggle_csv(pixels), timeout=60)
+    assert b"Traceback" not in errors, errors.decode()
+
+
 def test_ndjson_over_http_echoes_each_rows_id(
     url: str, worker: None, service, published: dict, pixels: np.ndarray
 ) -> None:
