@@ -30,6 +30,9 @@ FRAME = 2  # pixels of the outer frame that MNIST leaves black
 BRIGHT = 128  # a frame pixel this bright or brighter is bright
 INVERTED_SHARE = 0.75  # bright share of the frame; MNIST training <= 0.043, inverted >= 0.957
 BINARY_AT_MOST = 1  # brightest value of a thresholded 0/1 image; MNIST digits reach >= 254
+_RING = np.ones((SIDE, SIDE), dtype=bool)
+_RING[FRAME:-FRAME, FRAME:-FRAME] = False
+FRAME_PIXELS = np.flatnonzero(_RING)  # the 208 indices of the outer frame in a 784 vector
 TO_IMAGE = "?encoding=as-is to keep it as it is, or send the picture to POST /v1/predict/image"
 
 
@@ -70,9 +73,7 @@ def apply(
 
 def bright_frame(pixels: NDArray[np.uint8]) -> NDArray[np.float64]:
     """Return the share of each image's outer FRAME pixels >= BRIGHT, (n,), from (n, 784)."""
-    ring = np.ones((SIDE, SIDE), dtype=bool)
-    ring[FRAME:-FRAME, FRAME:-FRAME] = False
-    return (pixels[:, ring.ravel()] >= BRIGHT).mean(axis=1)
+    return (pixels[:, FRAME_PIXELS] >= BRIGHT).mean(axis=1)
 
 
 def problems(pixels: NDArray[np.uint8]) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
