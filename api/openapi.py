@@ -62,18 +62,7 @@ def _paths(config: Any) -> dict[str, Any]:
         "description": f"seconds to wait for the result (default {config['DIGITS_WAIT']:g})",
         "schema": {"type": "number", "minimum": 0, "maximum": config["DIGITS_MAX_WAIT"]},
     }
-    encoding = {
-        "name": "encoding",
-        "in": "query",
-        "required": False,
-        "description": (
-            "how the pixels are encoded. mnist (default): light ink on black, 0-255; inverted"
-            " or thresholded (0/1) images are refused with 422 wrong_encoding. inverted: dark"
-            " on light, converted with 255 - x. binary: 0/1 values, converted with x * 255."
-            " as-is: used unchanged, unchecked"
-        ),
-        "schema": {"type": "string", "enum": list(pixel_encoding.ENCODINGS), "default": "mnist"},
-    }
+    encoding = pixel_encoding.PARAMETER
     body_errors = dict.fromkeys(("400", "413", "415", "422", "429", "503"), ERROR)
     return {
         "/healthz": {"get": _op("Liveness", {"200": _json("Health", "the process is up")})},

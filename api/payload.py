@@ -1,8 +1,13 @@
-"""Validate request bodies and parameters: pure functions that raise ApiError."""
+"""Validate request bodies and parameters: pure functions that raise ApiError.
+
+Pixels sent as JSON are checked here for every route that takes them (`/v1/predict`,
+`/v1/jobs`, each NDJSON line of a stream's input), so that what one accepts the others do.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -15,6 +20,7 @@ N_PIXELS = 784
 SIDE = 28  # an image may also come as 28 rows of 28 values, a common client shape
 FIELDS = {"pixels", "images"}
 SHAPE_HINT = '{"pixels": [784 integers 0-255]} or {"images": [[784 integers 0-255], ...]}'
+SEVERAL = 'send several as {"images": [...]}'
 IMAGE_HINT = (
     "a picture goes to POST /v1/predict/image: the file itself, multipart field 'file', or "
     'JSON {"image": "data:image/png;base64,..."}'
@@ -24,23 +30,41 @@ IMAGE_HINT = (
 def parse_images(body: bytes, max_images: int) -> NDArray[np.uint8]:
     """Return the `(n, 784)` uint8 pixels of a JSON body, or raise ApiError saying what is wrong."""
     document = _parse_json(body)
-    _refuse_pictures(document)
+    refuse_pictures(document)
     if not isinstance(document, dict) or len(FIELDS & document.keys()) != 1:
         raise _invalid(f"the body must be a JSON object: {SHAPE_HINT}")
     unexpected = sorted(document.keys() - FIELDS)
     if unexpected:
         raise _invalid(f"unexpected field {unexpected[0]!r}: the body must be {SHAPE_HINT}")
-    name = "pixels" if "pixels" in document else "images"
-    images = [document["pixels"]] if name == "pixels" else document["images"]
+    if "pixels" in document:
+        return pixel_values([document["pixels"]], body)
+    images = document["images"]
     if not isinstance(images, list) or not images:
-        raise _invalid(f"{name} must be a non-empty list of images of {N_PIXELS} integers")
-    if name == "images" and not isinstance(images[0], list):
+        raise _invalid(f"images must be a non-empty list of images of {N_PIXELS} integers")
+    if not isinstance(images[0], list):
         raise _invalid(f"images must be a list of images, each a list of {N_PIXELS} integers")
     if len(images) > max_images:
         raise ApiError(
             413, "too_many_images", f"{len(images)} images sent, at most {max_images} per request"
         )
-    return _to_pixels(images, name, body)
+    return _to_pixels(images, lambda index: f"images[{index}]", body, single=False)
+
+
+def pixel_values(
+    values: list[Any],
+    text: bytes,
+    where: Callable[[int], str] = lambda _: "pixels",
+    several: str = SEVERAL,
+) -> NDArray[np.uint8]:
+    """Return `(n, 784)` uint8 pixels from n values of a `pixels` field; raise ApiError 422.
+
+    A value is 784 integers 0-255 (whole-number floats like 12.0 count), 28 rows of 28, or one
+    list of 784. `text` is the JSON the values were parsed from: booleans (which NumPy would
+    take for 0 and 1) are looked for in it first. `where(i)` names value i in an error
+    ("pixels", "line 12: pixels"), and `several` says what to do instead of sending several
+    images in one value.
+    """
+    return _to_pixels(values, where, text, single=True, several=several)
 
 
 def _parse_json(body: bytes) -> Any:
@@ -50,7 +74,7 @@ def _parse_json(body: bytes) -> Any:
         raise ApiError(400, "invalid_json", f"the body is not valid JSON: {error}") from None
 
 
-def _refuse_pictures(document: Any) -> None:
+def refuse_pictures(document: Any) -> None:
     """Send a picture (a data URL, or an `image` field) to the endpoint that reads pictures."""
     if not isinstance(document, dict):
         return
@@ -61,44 +85,54 @@ def _refuse_pictures(document: Any) -> None:
             raise ApiError(422, "not_pixels", f"{name} is a data URL, not pixels: {IMAGE_HINT}")
 
 
-def _to_pixels(images: list[Any], name: str, body: bytes) -> NDArray[np.uint8]:
+def _to_pixels(
+    images: list[Any],
+    where: Callable[[int], str],
+    text: bytes,
+    single: bool,
+    several: str = SEVERAL,
+) -> NDArray[np.uint8]:
+    """Check and convert images; `single`: each is a `pixels` value, so [[784]] is one too."""
     try:
         array = np.asarray(images)
     except (ValueError, OverflowError):
-        raise _invalid(_first_problem(images, name)) from None
-    if array.ndim == 3 and array.shape[1:] == (SIDE, SIDE):  # 28 rows of 28 per image
+        array = np.zeros((0, 0))
+    # 28 rows of 28 per image; or, for a `pixels` value, one image in a list: [[784 values]]
+    if array.ndim == 3 and array.shape[1:] in {(SIDE, SIDE), (1, N_PIXELS) if single else None}:
         array = array.reshape(len(array), N_PIXELS)
-    elif name == "pixels" and array.shape == (1, 1, N_PIXELS):  # {"pixels": [[784 values]]}
-        array = array.reshape(1, N_PIXELS)
     valid = (
         array.ndim == 2
         and array.shape[1] == N_PIXELS
         and (array.dtype.kind in "iu" or (array.dtype.kind == "f" and _integral(array)))
         and array.min() >= 0
         and array.max() <= 255
-        # numpy turns a boolean among integers into 0 or 1; JSON booleans are spelled out.
-        and b"true" not in body
-        and b"false" not in body
     )
-    if not valid:
-        raise _invalid(_first_problem(images, name))
+    # numpy turns a boolean among integers into 0 or 1; JSON booleans are spelled out.
+    problem = None
+    if not valid or b"true" in text or b"false" in text:
+        problem = _first_problem(images, where, single, several)
+        if problem is None and not valid:  # each image is right, but not all alike
+            problem = f"the images must all be {N_PIXELS} integers, or all {SIDE} rows of {SIDE}"
+    if problem:
+        raise _invalid(problem)
     return array.astype(np.uint8)
 
 
-def _first_problem(images: list[Any], name: str) -> str:
+def _first_problem(
+    images: list[Any], where: Callable[[int], str], single: bool, several: str
+) -> str | None:
     """Describe the first image or value that is not right (the slow path, errors only)."""
     for index, image in enumerate(images):
-        where = name if name == "pixels" else f"{name}[{index}]"
         if not isinstance(image, list):
-            return f"{where} must be a list of {N_PIXELS} integers, got {_show(image)}"
+            return f"{where(index)} must be a list of {N_PIXELS} integers, got {_show(image)}"
         nested = bool(image) and all(isinstance(row, list) for row in image)
         if nested:
-            problem = _nested_problem(image, where, name)
+            problem = _nested_problem(image, where(index), single, several)
         else:
-            problem = _values_problem(image, where, N_PIXELS)
+            problem = _values_problem(image, where(index), N_PIXELS)
         if problem:
             return problem
-    return f"the body must be {SHAPE_HINT}"
+    return None
 
 
 def _values_problem(values: list[Any], where: str, length: int) -> str | None:
@@ -120,7 +154,7 @@ def _integral(array: NDArray[np.floating]) -> bool:
     return bool(np.isfinite(array).all() and (array == np.rint(array)).all())
 
 
-def _nested_problem(image: list[Any], where: str, name: str) -> str | None:
+def _nested_problem(image: list[Any], where: str, single: bool, several: str) -> str | None:
     """Describe what is wrong with an image sent as lists of lists (28 rows of 28, [[784]])."""
     if len(image) == SIDE:
         for index, row in enumerate(image):
@@ -128,8 +162,8 @@ def _nested_problem(image: list[Any], where: str, name: str) -> str | None:
             if problem:
                 return problem
         return None
-    if name == "pixels" and len(image) > 1 and all(len(row) == N_PIXELS for row in image):
-        return f'pixels holds {len(image)} images: send several as {{"images": [...]}}'
+    if single and len(image) > 1 and all(len(row) == N_PIXELS for row in image):
+        return f"{where} holds {len(image)} images: {several}"
     if len(image) == 1:
         return _values_problem(image[0], f"{where}[0]", N_PIXELS)
     return f"{where} is {len(image)} lists: expected {N_PIXELS} integers, or {SIDE} rows of {SIDE}"

@@ -4,6 +4,9 @@ A body may be of any length (chunked transfer is fine), so it is never held whol
 read in blocks of BLOCK_LINES, each block is checked completely and then added to the stream
 in one pipeline. A bad line stops the upload with a 422 that names it and says how many lines
 before it were added, so the client knows where to resume: nothing is added silently or lost.
+The checks are those of the other routes, not a copy: a line's `pixels` go through
+`api.payload` as `POST /v1/predict`'s do, CSV rows through the Kaggle reader as a batch's, and
+both through `api.pixel_encoding` with the same `?encoding=`.
 """
 
 from __future__ import annotations
@@ -18,15 +21,17 @@ import orjson
 from numpy.typing import NDArray
 from redis import Redis
 
+from api import payload, pixel_encoding
 from api.errors import ApiError
 from formats.kaggle_csv import CSVFormatError, KaggleCSV, parse_kaggle_csv
 from store import codec, streams
 
 BLOCK_LINES = 1_000  # lines checked, then added, at a time (about 3 MB of NDJSON)
 READ_BYTES = 1 << 16
-N_PIXELS = 784
 MAX_ID = 256  # characters of a producer's `id`
 LINE_HINT = '{"pixels": [784 integers 0-255], "id": "optional text echoed back"}'
+ONE_PER_LINE = "send one image per line"
+EMPTY_ROW = b' ,"\r'  # a CSV row of only these is all-empty (Excel's ,,,): skipped
 ROW = re.compile(r"\brow (\d+)")
 
 
@@ -87,31 +92,40 @@ def lines(stream: IO[bytes]) -> Iterator[list[bytes]]:
         yield block
 
 
-def ndjson_blocks(stream: IO[bytes], first_line: int = 1) -> Iterator[Block]:
-    """Yield checked blocks of an NDJSON body; raise ApiError at the first bad line."""
+def ndjson_blocks(
+    stream: IO[bytes], first_line: int = 1, encoding: str = pixel_encoding.ENCODINGS[0]
+) -> Iterator[Block]:
+    """Yield checked blocks of an NDJSON body; raise ApiError at the first bad line.
+
+    `encoding` is a `?encoding=` value (`api.pixel_encoding`): how the pixels are encoded.
+    """
     number = first_line
     for block in lines(stream):
         rows = [(number + i, line) for i, line in enumerate(block) if line.strip()]
         number += len(block)
         if rows:
-            yield _ndjson_block(rows, number)
+            yield _ndjson_block(rows, number, encoding)
 
 
-def _ndjson_block(rows: list[tuple[int, bytes]], end_line: int) -> Block:
-    images, ids = [], []
-    for number, line in rows:
-        document = _json_line(number, line)
-        images.append(document["pixels"])
-        ids.append(document.get("id"))
+def _ndjson_block(rows: list[tuple[int, bytes]], end_line: int, encoding: str) -> Block:
+    documents = [_json_line(number, line) for number, line in rows]
+    values = [document["pixels"] for document in documents]
+    try:  # the whole block at once; a line that fails, or lines of mixed shapes, one by one
+        pixels = payload.pixel_values(values, b"\n".join(line for _, line in rows))
+    except ApiError:
+        checked = zip(rows, values, strict=True)
+        pixels = np.concatenate([_line_pixels(*row, value) for row, value in checked])
+    pixels = pixel_encoding.apply(pixels, encoding, lambda index: f"line {rows[index][0]}")
+    ids = [document.get("id") for document in documents]
+    return Block(rows[0][0], pixels, ids, end_line)
+
+
+def _line_pixels(number: int, line: bytes, value: Any) -> NDArray[np.uint8]:
+    """One line's pixels `(1, 784)`, checked as POST /v1/predict checks {"pixels": value}."""
     try:
-        array = np.asarray(images)
-    except (ValueError, OverflowError):
-        array = np.zeros((0, 0))
-    if not (array.ndim == 2 and array.shape[1] == N_PIXELS and array.dtype.kind in "iu"):
-        raise _line_error(*_first_bad(rows, images))
-    if array.min() < 0 or array.max() > 255:
-        raise _line_error(*_first_bad(rows, images))
-    return Block(rows[0][0], array.astype(np.uint8), ids, end_line)
+        return payload.pixel_values([value], line, several=ONE_PER_LINE)
+    except ApiError as error:
+        raise _line_error(number, error.message) from None
 
 
 def _json_line(number: int, line: bytes) -> dict[str, Any]:
@@ -120,6 +134,10 @@ def _json_line(number: int, line: bytes) -> dict[str, Any]:
     except orjson.JSONDecodeError as error:
         message = f"not valid JSON ({error}): send one {LINE_HINT} per line"
         raise _line_error(number, message) from None
+    try:
+        payload.refuse_pictures(document)
+    except ApiError as error:
+        raise _line_error(number, error.message) from None
     if not isinstance(document, dict) or "pixels" not in document:
         raise _line_error(number, f"expected a JSON object {LINE_HINT}")
     unexpected = sorted(document.keys() - {"pixels", "id"})
@@ -131,39 +149,25 @@ def _json_line(number: int, line: bytes) -> dict[str, Any]:
     return document
 
 
-def _first_bad(rows: list[tuple[int, bytes]], images: list[Any]) -> tuple[int, str]:
-    for (number, _), image in zip(rows, images, strict=True):
-        if not isinstance(image, list) or len(image) != N_PIXELS:
-            size = len(image) if isinstance(image, list) else "no list of"
-            return number, f"pixels has {size} values, expected {N_PIXELS} integers 0-255"
-        for position, value in enumerate(image):
-            if type(value) is not int or not 0 <= value <= 255:
-                shown = orjson.dumps(value).decode()[:40]
-                return number, f"pixels[{position}] is {shown}, expected an integer 0-255"
-    return rows[0][0], f"expected {LINE_HINT}"
-
-
-def csv_blocks(stream: IO[bytes], first_row: int = 1) -> Iterator[Block]:
+def csv_blocks(
+    stream: IO[bytes], first_row: int = 1, encoding: str = pixel_encoding.ENCODINGS[0]
+) -> Iterator[Block]:
     """Yield checked blocks of a Kaggle CSV body (header first); raise ApiError at a bad row.
 
-    Rows are numbered from `first_row`, the header not counted.
+    Rows are numbered from `first_row`, the header not counted. `encoding` is a `?encoding=`
+    value (`api.pixel_encoding`).
     """
     header: bytes | None = None
     found = False
     for block in lines(stream):
         if header is None:
             header, block = block[0] + b"\n", block[1:]
-        if not any(line.strip(b", \r") for line in block):  # Excel's all-empty rows only
-            first_row += len(block)
-            continue
-        parsed = _csv_block(header + b"\n".join(block), first_row)
-        ids: list[str | None] = [None] * len(parsed.pixels)
-        if parsed.image_ids is not None:  # an ImageId column: echoed as each answer's id
-            ids = [str(image_id) for image_id in parsed.image_ids]
+        rows = [first_row + n for n, line in enumerate(block) if line.strip(EMPTY_ROW)]
         end = first_row + len(block)  # all-empty rows are skipped, but they are rows
-        if len(parsed.pixels):
+        parsed = _csv_block(header + b"\n".join(block), first_row) if rows else None
+        if parsed is not None and len(parsed.pixels):
             found = True
-            yield Block(first_row, parsed.pixels, ids, end, "row")
+            yield _csv_rows(parsed, rows, end, encoding)
         first_row = end
     if header is None or not found:
         raise ApiError(422, "empty", "no data rows: send a Kaggle CSV with a header and rows")
@@ -177,6 +181,20 @@ def _csv_block(text: bytes, first_row: int) -> KaggleCSV:
         message = ROW.sub(lambda found: f"row {int(found[1]) + first_row - 1}", str(error), 1)
         raise ApiError(422, error.code, message) from None
     return parsed
+
+
+def _csv_rows(parsed: KaggleCSV, rows: list[int], end: int, encoding: str) -> Block:
+    """The block of a parsed CSV block whose data rows are `rows`, checked for `encoding`."""
+
+    def row_name(index: int) -> str:
+        image_id = "" if parsed.image_ids is None else f" (ImageId {parsed.image_ids[index]})"
+        return f"row {rows[index]}{image_id}"
+
+    pixels = pixel_encoding.apply(parsed.pixels, encoding, row_name)
+    ids: list[str | None] = [None] * len(pixels)
+    if parsed.image_ids is not None:  # an ImageId column: echoed as each answer's id
+        ids = [str(image_id) for image_id in parsed.image_ids]
+    return Block(rows[0], pixels, ids, end, "row")
 
 
 def _line_error(number: int, message: str) -> ApiError:

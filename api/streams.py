@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 from flask import Blueprint, Response, request, url_for
 
-from api import access, stream_input, stream_output
+from api import access, pixel_encoding, stream_input, stream_output
 from api.errors import ApiError
 from api.payload import parse_wait
 from api.services import Services, services
@@ -68,10 +68,11 @@ def answers(name: str) -> Response:
 
 
 def _blocks() -> Iterator[stream_input.Block]:
+    encoding = pixel_encoding.parse(request.args.get("encoding"))
     if request.mimetype in NDJSON_TYPES:
-        return stream_input.ndjson_blocks(request.stream)
+        return stream_input.ndjson_blocks(request.stream, encoding=encoding)
     if request.mimetype in CSV_TYPES:
-        return stream_input.csv_blocks(request.stream)
+        return stream_input.csv_blocks(request.stream, encoding=encoding)
     raise ApiError(
         415,
         "unsupported_media_type",
@@ -206,7 +207,7 @@ OPENAPI_PATHS: dict[str, Any] = {
     "/v1/streams/{name}/in": {
         "post": {
             "summary": "Add one input per NDJSON line or Kaggle CSV row, of any length",
-            "parameters": [NAME],
+            "parameters": [NAME, pixel_encoding.PARAMETER],
             "requestBody": {
                 "required": True,
                 "content": {

@@ -29,7 +29,7 @@ import requests
 from numpy.typing import NDArray
 from redis.exceptions import RedisError
 
-from api import stream_input
+from api import pixel_encoding, stream_input
 from api.errors import ApiError
 from scripts.stream_transport import HttpTransport, RedisTransport, StreamError, Transport
 from scripts.submit import DEFAULT_URL
@@ -50,6 +50,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--format", choices=FORMATS, default="ndjson", help="output (ndjson)")
     parser.add_argument("--in-flight", type=int, default=IN_FLIGHT, help="rows unanswered, most")
     parser.add_argument("--key", default=os.environ.get("DIGITS_API_KEY"), help="API key")
+    parser.add_argument(
+        "--encoding",
+        choices=pixel_encoding.ENCODINGS,
+        default=pixel_encoding.ENCODINGS[0],
+        help="how the pixels are encoded, as ?encoding= of the API (%(default)s)",
+    )
     parser.set_defaults(func=stream_command)
 
 
@@ -62,7 +68,8 @@ def stream_command(args: argparse.Namespace) -> int:
         url = args.url or os.environ.get("DIGITS_URL", DEFAULT_URL)
         transport = HttpTransport(url, args.name, args.key)
     try:
-        return run(transport, sys.stdin.buffer, sys.stdout, args.format, args.in_flight)
+        source, out = sys.stdin.buffer, sys.stdout
+        return run(transport, source, out, args.format, args.in_flight, args.encoding)
     except (StreamError, RedisError, requests.RequestException) as error:
         print(f"digits stream: {error}", file=sys.stderr)
         return 1
@@ -83,12 +90,24 @@ class Run:
     ended: threading.Event = field(default_factory=threading.Event)  # no more rows will be sent
     done: threading.Event = field(default_factory=threading.Event)  # every answer is written
     error: str | None = None
+    encoding: str = pixel_encoding.ENCODINGS[0]  # how the rows' pixels are encoded
 
 
-def run(transport: Transport, source: IO[bytes], out: IO[str], fmt: str, in_flight: int) -> int:
-    """Stream `source`'s rows through `transport`, writing answers to `out`; return exit code."""
+def run(
+    transport: Transport,
+    source: IO[bytes],
+    out: IO[str],
+    fmt: str,
+    in_flight: int,
+    encoding: str = pixel_encoding.ENCODINGS[0],
+) -> int:
+    """Stream `source`'s rows through `transport`, writing answers to `out`; return exit code.
+
+    Rows are checked, and converted to MNIST's encoding, as `POST /v1/streams/NAME/in` does
+    with `?encoding=` `encoding`.
+    """
     transport.start()
-    state = Run(threading.Semaphore(in_flight))
+    state = Run(threading.Semaphore(in_flight), encoding=encoding)
     answers: queue.Queue[dict[str, Any]] = queue.Queue()
     threads = [
         threading.Thread(target=_follow, args=(transport, state, answers), daemon=True),
@@ -173,9 +192,9 @@ def _add(
     if not batch:
         blocks: Iterator[stream_input.Block] = iter(())
     elif header is None:
-        blocks = stream_input.ndjson_blocks(io.BytesIO(text), first_line=batch[0][0] + 1)
+        blocks = stream_input.ndjson_blocks(io.BytesIO(text), batch[0][0] + 1, state.encoding)
     else:
-        blocks = stream_input.csv_blocks(io.BytesIO(header + text), first_row=first)
+        blocks = stream_input.csv_blocks(io.BytesIO(header + text), first, state.encoding)
     inputs: list[tuple[str, NDArray[np.uint8]]] = []
     for block in blocks:
         for pixels, given in zip(block.pixels, block.ids, strict=True):

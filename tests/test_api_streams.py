@@ -235,3 +235,180 @@ def test_more_followers_than_redis_pys_default_pool_are_served(
         answers = list(pool.map(follow, range(150)))
     assert [status for status, _ in answers] == [200] * 150
     assert all(b"redis_unavailable" not in body for _, body in answers)
+
+
+# The same pixel checks as POST /v1/predict and CSV batches, with the same ?encoding=
+
+
+def digit(seed: int) -> np.ndarray:
+    """A (784,) uint8 stroke on a black field, as MNIST encodes digits (its frame is black)."""
+    field = np.zeros((28, 28), np.uint8)
+    field[6:22, 12:16] = np.random.default_rng(seed).integers(128, 256, (16, 4))
+    return field.reshape(784)
+
+
+DIGIT = digit(0).tolist()
+LINE_VALUES = {  # what a `pixels` value may be, and what it may not
+    "integers": DIGIT,
+    "whole floats": [float(v) for v in DIGIT],
+    "28 rows of 28": np.reshape(DIGIT, (28, 28)).tolist(),
+    "one list of 784": [DIGIT],
+    "a 0-1 float": DIGIT[:-1] + [0.5],
+    "a boolean": DIGIT[:-1] + [True],
+    "256": DIGIT[:-1] + [256],
+    "783 values": DIGIT[:-1],
+    "two images": [DIGIT, DIGIT],
+    "a data URL": "data:image/png;base64,iVBORw0KGgo=",
+    "a string": "0" * 784,
+    "inverted": [255 - v for v in DIGIT],
+    "binary": [min(v, 1) for v in DIGIT],
+}
+
+
+@pytest.mark.parametrize("encoding", [None, "mnist", "inverted", "binary", "as-is"])
+def test_a_line_is_refused_exactly_when_post_v1_jobs_refuses_it(
+    client: FlaskClient, scanner: str, redis_conn: Redis, encoding: str | None
+) -> None:
+    query = "" if encoding is None else f"?encoding={encoding}"
+    expected = []
+    for name, value in LINE_VALUES.items():
+        job = client.post(f"/v1/jobs{query}", json={"pixels": value})  # /v1/predict's parser
+        line = orjson_line({"pixels": value, "id": "true"})  # an id may say true
+        added = client.post(
+            f"/v1/streams/scanner/in{query}", data=line, content_type="application/x-ndjson"
+        )
+        assert (added.status_code == 202) == (job.status_code == 202), (name, job.json)
+        if added.status_code == 202:
+            expected.append(CONVERTED[encoding or "mnist"](np.asarray(value, np.uint8)))
+        else:
+            assert added.status_code == 422 and job.status_code == 422, name
+            assert added.json["error"]["message"].startswith("line 1"), name
+            assert job.json["error"]["code"] in {"invalid_pixels", "not_pixels", "wrong_encoding"}
+    stored = [fields[b"pixels"] for _, fields in redis_conn.xrange(keys.stream_in("scanner"))]
+    assert stored == [pixels.reshape(784).tobytes() for pixels in expected]
+
+
+CONVERTED = {  # what ?encoding= makes of the pixels sent
+    "mnist": lambda x: x,
+    "as-is": lambda x: x,
+    "inverted": lambda x: 255 - x,
+    "binary": lambda x: x * np.uint8(255),
+}
+
+
+def orjson_line(document: dict) -> bytes:
+    return json.dumps(document).encode() + b"\n"
+
+
+def test_whole_floats_and_other_shapes_are_the_same_inputs_as_integers(
+    client: FlaskClient, scanner: str, redis_conn: Redis
+) -> None:
+    shapes = ("integers", "whole floats", "28 rows of 28", "one list of 784")
+    body = b"".join(orjson_line({"pixels": LINE_VALUES[name]}) for name in shapes)
+    added = client.post("/v1/streams/scanner/in", data=body, content_type="application/x-ndjson")
+    assert added.status_code == 202 and added.json["count"] == 4
+    stored = [fields[b"pixels"] for _, fields in redis_conn.xrange(keys.stream_in("scanner"))]
+    assert stored == [bytes(DIGIT)] * 4
+
+
+@pytest.mark.parametrize(
+    ("name", "said"),
+    [
+        ("a 0-1 float", "line 3: pixels[783] is 0.5, expected an integer 0-255 (pixels scaled"),
+        ("a boolean", "line 3: pixels[783] is true, expected an integer 0-255"),
+        ("two images", "line 3: pixels holds 2 images: send one image per line"),
+        ("a data URL", "line 3: pixels is a data URL, not pixels"),
+    ],
+)
+def test_a_bad_line_is_named_as_post_v1_predict_names_it(
+    client: FlaskClient, scanner: str, redis_conn: Redis, name: str, said: str
+) -> None:
+    values = [LINE_VALUES["integers"]] * 2 + [LINE_VALUES[name]]
+    body = b"".join(orjson_line({"pixels": value}) for value in values)
+    bad = client.post("/v1/streams/scanner/in", data=body, content_type="application/x-ndjson")
+    assert bad.status_code == 422 and bad.json["error"]["code"] == "invalid_line"
+    assert bad.json["error"]["message"].startswith(said)
+    assert redis_conn.xlen(keys.stream_in("scanner")) == 0  # the block is added whole or not
+
+
+def test_an_inverted_line_says_where_and_what_to_resend(
+    client: FlaskClient, scanner: str, redis_conn: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(stream_input, "BLOCK_LINES", 2)
+    digits = np.stack([digit(seed) for seed in range(5)])
+    digits[2] = 255 - digits[2]
+    bad = client.post(
+        "/v1/streams/scanner/in", data=ndjson(digits), content_type="application/x-ndjson"
+    )
+    assert bad.status_code == 422 and bad.json["error"]["code"] == "wrong_encoding"
+    message = bad.json["error"]["message"]
+    assert message.startswith("line 3 looks inverted") and "?encoding=inverted" in message
+    in_ids = [i.decode() for i, _ in redis_conn.xrange(keys.stream_in("scanner"))]
+    added = f"the 2 inputs before line 3 were added (entry ids {in_ids[0]} to {in_ids[1]})"
+    assert added in message
+    assert message.endswith("send the body again from line 3")
+
+    binary = client.post(
+        "/v1/streams/scanner/in",
+        data=ndjson(np.minimum(digits[:1], 1)),
+        content_type="application/x-ndjson",
+    )
+    assert binary.status_code == 422
+    assert binary.json["error"]["message"].startswith("line 1 has only the values 0 and 1")
+    unknown = client.post(
+        "/v1/streams/scanner/in?encoding=latin-1",
+        data=ndjson(digits[:1]),
+        content_type="application/x-ndjson",
+    )
+    assert unknown.status_code == 400 and unknown.json["error"]["code"] == "invalid_parameter"
+    assert redis_conn.xlen(keys.stream_in("scanner")) == 2
+
+
+@pytest.mark.parametrize("kind", ["ndjson", "csv"])
+@pytest.mark.parametrize(
+    ("encoding", "sent", "stored"),
+    [
+        ("inverted", lambda x: 255 - x, lambda x: x),
+        ("binary", lambda x: (x > 0).astype(np.uint8), lambda x: (x > 0) * np.uint8(255)),
+        ("as-is", lambda x: 255 - x, lambda x: 255 - x),
+    ],
+)
+def test_the_encoding_parameter_converts_as_post_v1_predict_does(
+    client: FlaskClient, scanner: str, redis_conn: Redis, kind: str, encoding: str, sent, stored
+) -> None:
+    digits = np.stack([digit(seed) for seed in range(3)])
+    body, content_type = (
+        (ndjson(sent(digits)), "application/x-ndjson")
+        if kind == "ndjson"
+        else (kaggle_csv(sent(digits)), "text/csv")
+    )
+    refused = client.post("/v1/streams/scanner/in", data=body, content_type=content_type)
+    assert refused.status_code == 422 and refused.json["error"]["code"] == "wrong_encoding"
+    added = client.post(
+        f"/v1/streams/scanner/in?encoding={encoding}", data=body, content_type=content_type
+    )
+    assert added.status_code == 202 and added.json["count"] == 3
+    kept = [fields[b"pixels"] for _, fields in redis_conn.xrange(keys.stream_in("scanner"))]
+    assert kept == [row.tobytes() for row in stored(digits)]
+
+
+def test_a_wrongly_encoded_csv_row_is_named_by_its_row_and_image_id(
+    client: FlaskClient, scanner: str, redis_conn: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(stream_input, "BLOCK_LINES", 3)
+    digits = np.stack([digit(seed) for seed in range(6)])
+    digits[4] = 255 - digits[4]
+    rows = kaggle_csv(digits).splitlines(keepends=True)
+    rows.insert(2, b",,,\n")  # an all-empty row is skipped, but counted: the bad one is row 6
+    bad = client.post("/v1/streams/scanner/in", data=b"".join(rows), content_type="text/csv")
+    message = bad.json["error"]["message"]
+    assert bad.status_code == 422 and message.startswith("row 6 looks inverted")
+    assert "the 4 inputs before row 6 were added" in message  # rows 1, 2, 4, 5
+    assert message.endswith("send the body again from row 6")
+    assert redis_conn.xlen(keys.stream_in("scanner")) == 4
+
+    header = "ImageId," + ",".join(PIXEL_NAMES)
+    numbered = [f"{100 + n}," + ",".join(map(str, row)) for n, row in enumerate(digits.tolist())]
+    body = "\n".join([header, *numbered]).encode() + b"\n"
+    bad = client.post("/v1/streams/scanner/in", data=body, content_type="text/csv")
+    assert bad.json["error"]["message"].startswith("row 5 (ImageId 104) looks inverted")

@@ -150,3 +150,22 @@ def test_a_bad_row_stops_the_command_with_its_number(
     done = digits_stream("--redis", redis_url, stdin=b"".join(rows))
     assert done.returncode == 1
     assert "row 3" in done.stderr.decode()
+
+
+def test_wrongly_encoded_rows_are_refused_unless_encoding_says_so(
+    redis_url: str, worker: None, service, pixels: np.ndarray
+) -> None:
+    digits = np.zeros((4, 784), np.uint8)
+    digits[:, 300:500] = pixels[:4, 300:500]  # ink inside a black frame, as MNIST
+    refused = digits_stream("--redis", redis_url, stdin=kaggle_csv(255 - digits))
+    assert refused.returncode == 1
+    assert "row 1 looks inverted" in refused.stderr.decode()
+    done = digits_stream(
+        "--redis", redis_url, "--encoding", "inverted", "--format", "submission",
+        stdin=kaggle_csv(255 - digits),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode()
+    expected = service.labels("a", digits)
+    assert done.stdout.decode().splitlines()[1:] == [
+        f"{i},{label}" for i, label in enumerate(expected, start=1)
+    ]
