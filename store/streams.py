@@ -6,10 +6,8 @@ trimmed with MAXLEN ~; `:dead`, inputs delivered MAX_DELIVERIES times without an
 A stream exists once created (`create`, POST /v1/streams/NAME) or listed in DIGITS_STREAMS.
 
 Workers read `:in` through one consumer group (GROUP). An entry read stays in the group's
-pending entries list (PEL) until acknowledged. The script that writes answers writes one only
-while its input is still pending, and acknowledges (XACK) and deletes (XDEL) the input in the
-same atomic step: an input that ran twice (a slow worker, and another that reclaimed it) is
-answered once, by whichever finished first. Entries of a consumer that stopped are reclaimed
+pending entries list (PEL) until its answer is written (`store.stream_answers`), which
+acknowledges it in the same atomic step. Entries of a consumer that stopped are reclaimed
 (XAUTOCLAIM) once idle for RECLAIM_IDLE_MS, just past the time after which store.liveness
 calls a silent worker dead. Why not RQ: RQ has no Streams (rq#1144), and an RQ job per image
 costs a job record and several round trips where one XREADGROUP takes hundreds of images.
@@ -23,49 +21,19 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-from numpy.typing import NDArray
 from redis import Redis
 from redis.client import Pipeline
 from redis.exceptions import ResponseError
 
-from store import codec, keys, liveness, lua
+from store import codec, keys, liveness
 
 NAME = re.compile(r"[A-Za-z0-9_-]{1,100}")
 GROUP = "workers"  # the one consumer group every worker reads through
 DEFAULT_MAXLEN = 10_000  # answers kept per stream (approximately: MAXLEN ~)
-DEAD_MAXLEN = 10_000  # dead letters kept per stream
 MAX_DELIVERIES = 3  # deliveries without an answer after which an input is a dead letter
 # A consumer's entries are reclaimed once idle this long: its worker is then dead by
 # store.liveness's rule (DEAD_AFTER without a beat), plus one beat interval of margin.
 RECLAIM_IDLE_MS = int((liveness.DEAD_AFTER + liveness.BEAT_INTERVAL) * 1000)
-
-# KEYS: in, out, dead. ARGV: group, out MAXLEN, dead MAXLEN, then per input: its entry id,
-# the number of answer fields, those fields, the number of dead-letter fields, those fields.
-# Returns how many answers were written (inputs still pending, so never answered before).
-_ANSWER = lua.script(
-    """
-local written, i = 0, 4
-while i <= #ARGV do
-  local in_id = ARGV[i]
-  local out_first = i + 2
-  local out_last = out_first + tonumber(ARGV[i + 1]) - 1
-  local dead_first = out_last + 2
-  local dead_last = dead_first + tonumber(ARGV[out_last + 1]) - 1
-  if #redis.call('XPENDING', KEYS[1], ARGV[1], in_id, in_id, 1) > 0 then
-    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, out_first, out_last))
-    if dead_last >= dead_first then
-      redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, dead_first, dead_last))
-    end
-    redis.call('XACK', KEYS[1], ARGV[1], in_id)
-    redis.call('XDEL', KEYS[1], in_id)
-    written = written + 1
-  end
-  i = dead_last + 1
-end
-return written
-"""
-)
 
 
 class StreamNameError(ValueError):
@@ -80,15 +48,6 @@ class Entry:
     entry_id: str
     fields: dict[bytes, bytes]
     deliveries: int = 1
-
-
-@dataclass(frozen=True)
-class Answer:
-    """What to write for one input: answer fields, and dead-letter fields when it is one."""
-
-    entry: Entry
-    fields: dict[str, str]
-    dead: dict[str, str | bytes] | None = None
 
 
 def check_name(name: str) -> str:
@@ -185,56 +144,6 @@ def reclaim(
     ]
 
 
-def answer_fields(
-    entry: Entry, probabilities: NDArray[np.floating], uncertain: bool, model_version: str
-) -> dict[str, str]:
-    """Return the answer to one input: label, confidence, uncertain, probabilities, version.
-
-    `probabilities` is one image's `(10,)`; it travels as a JSON list, 6 significant digits.
-    """
-    return _echo(entry) | {
-        "label": str(int(probabilities.argmax())),
-        "confidence": f"{float(probabilities.max()):.6g}",
-        "uncertain": "true" if uncertain else "false",
-        "probabilities": json.dumps([float(f"{p:.6g}") for p in probabilities.tolist()]),
-        "model_version": model_version,
-    }
-
-
-def error_fields(entry: Entry, message: str) -> dict[str, str]:
-    """Return the answer to an input that cannot be labelled: `error` instead of a label."""
-    return _echo(entry) | {"error": message}
-
-
-def dead_letter(entry: Entry) -> Answer:
-    """Return the answer for an input delivered too often, and its dead-letter entry."""
-    reason = (
-        f"no answer after {entry.deliveries - 1} deliveries: each worker that took it "
-        "stopped before answering"
-    )
-    dead: dict[str, str | bytes] = {"in_id": entry.entry_id, "reason": reason}
-    dead |= {codec.text(field): value for field, value in entry.fields.items()}
-    message = f"{reason}; the input is kept in {keys.stream_dead(entry.stream)}"
-    return Answer(entry, error_fields(entry, message), dead)
-
-
-def write(connection: Redis, name: str, answers: Sequence[Answer], maxlen: int) -> int:
-    """Write the answers of stream `name` whose inputs are still pending; acknowledge them.
-
-    Returns how many were written: an input answered before (it ran twice) is skipped.
-    """
-    if not answers:
-        return 0
-    args: list[Any] = [GROUP, maxlen, DEAD_MAXLEN]
-    for answer in answers:
-        dead = answer.dead or {}
-        args += [answer.entry.entry_id, 2 * len(answer.fields)]
-        args += [item for pair in answer.fields.items() for item in pair]
-        args += [2 * len(dead)] + [item for pair in dead.items() for item in pair]
-    stream_keys = [keys.stream_in(name), keys.stream_out(name), keys.stream_dead(name)]
-    return int(lua.run(connection, _ANSWER, stream_keys, args))
-
-
 def answers(
     connection: Redis, name: str, after: str, count: int, block_ms: int | None
 ) -> list[tuple[str, dict[str, Any]]]:
@@ -298,14 +207,6 @@ def _make_missing_groups(connection: Redis, names: Sequence[str], error: Respons
         raise error
     for name in names:
         ensure_group(connection, name)
-
-
-def _echo(entry: Entry) -> dict[str, str]:
-    echoed = {"in_id": entry.entry_id}
-    client_id = entry.fields.get(b"id")
-    if client_id is not None:
-        echoed["id"] = client_id.decode("utf-8", "replace")
-    return echoed
 
 
 def _stream_name(key: bytes | str) -> str:

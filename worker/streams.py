@@ -7,8 +7,9 @@ with them through the cache's lock: a worker is one core's worth of work, so it 
 forward pass at a time. Interactive requests keep priority: while the predict queue has jobs
 waiting, the consumer reads nothing new. Batch chunks and streams take turns.
 
-What happens to an entry is `store.streams`'s contract: answered once, then acknowledged;
-reclaimed from a dead consumer; a dead letter after MAX_DELIVERIES deliveries.
+What happens to an entry is `store.streams`'s and `store.stream_answers`'s contract:
+answered once, then acknowledged; reclaimed from a dead consumer; a dead letter after
+MAX_DELIVERIES deliveries.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue
 
-from store import codec, keys, streams
-from store.streams import Answer, Entry
+from store import codec, keys, stream_answers, streams
+from store.stream_answers import Answer
+from store.streams import Entry
 from worker import jobs
 from worker.cache import NoModel
 
@@ -110,11 +112,11 @@ class Consumer:
         inputs: list[tuple[int, NDArray[np.uint8]]] = []
         for index, entry in enumerate(entries):
             if entry.deliveries > streams.MAX_DELIVERIES:
-                answers[index] = streams.dead_letter(entry)
+                answers[index] = stream_answers.dead_letter(entry)
                 continue
             pixels = decode(entry)
             if isinstance(pixels, str):
-                answers[index] = Answer(entry, streams.error_fields(entry, pixels))
+                answers[index] = Answer(entry, stream_answers.error_fields(entry, pixels))
             else:
                 inputs.append((index, pixels))
         if inputs:
@@ -122,7 +124,7 @@ class Consumer:
                 network, version = jobs.CACHE.get(self.connection, self._current())
                 probabilities, uncertain = jobs.answer(network, np.stack([p for _, p in inputs]))
             for (index, _), row, flag in zip(inputs, probabilities, uncertain, strict=True):
-                fields = streams.answer_fields(entries[index], row, bool(flag), version)
+                fields = stream_answers.answer_fields(entries[index], row, bool(flag), version)
                 answers[index] = Answer(entries[index], fields)
         return [answers[index] for index in range(len(entries))]
 
@@ -131,7 +133,7 @@ class Consumer:
         for name in sorted({answer.entry.stream for answer in answers}):
             mine = [answer for answer in answers if answer.entry.stream == name]
             maxlen = self.maxlens.get(name, self.settings.maxlen)
-            written += streams.write(self.connection, name, mine, maxlen)
+            written += stream_answers.write(self.connection, name, mine, maxlen)
         return written
 
     def _reclaim(self) -> list[Entry]:
