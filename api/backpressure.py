@@ -70,7 +70,11 @@ class WorkerCheck:
 
 def waiting(queue: Queue) -> str:
     """Say why work queued on `queue` has not started: no live worker, or busy ones."""
-    workers = liveness.live_workers(queue)
+    return not_started(liveness.live_workers(queue))
+
+
+def not_started(workers: int) -> str:
+    """Say why queued work has not started, given the live workers on its queue."""
     if workers == 0:
         return "no worker has taken it yet: none is alive; it runs when one starts (digits worker)"
     return f"no worker has taken it yet: {workers} alive, busy with earlier work"

@@ -13,7 +13,7 @@ from rq.job import Callback
 
 from api import backpressure, ids
 from api.services import Services
-from store import batches, codec, groups, keys
+from store import batches, groups
 
 ID = re.compile(r"[0-9a-f]{32}")  # job and batch ids (api.ids)
 
@@ -23,47 +23,27 @@ def is_id(text: str) -> bool:
     return ID.fullmatch(text) is not None
 
 
-def submit_images(services: Services, pixels: NDArray[np.uint8]) -> str:
-    """Store the images and enqueue one job for them; return its id."""
-    config = services.config
-    backpressure.admit(services.predict_queue, config["DIGITS_MAX_QUEUE"])
-    job_id = ids.new()
-    ttl = config["DIGITS_RESULT_TTL"]
-    pipe = _transaction(services)
-    pipe.set(keys.job_pixels(job_id), codec.pixels_to_bytes(pixels), ex=ttl)
-    services.predict_queue.enqueue_call(
-        "worker.jobs.predict",
-        args=[job_id, ttl],
-        job_id=job_id,
-        ttl=ttl,  # its caller polls for it: worth running while its result would be kept
-        timeout=config["DIGITS_JOB_TIMEOUT"],
-        result_ttl=_record_ttl(config, ttl),
-        failure_ttl=ttl,
-        on_failure=Callback("worker.jobs.predict_failed"),
-        pipeline=pipe,
-    )
-    pipe.execute()
-    return job_id
-
-
-def submit_group(services: Services, members: groups.Members) -> None:
-    """Store a micro-batch group of callers' images and enqueue the one job that answers them.
+def submit_group(services: Services, members: groups.Members, joinable: bool = True) -> None:
+    """Store a group of callers' images and enqueue the one job that answers them.
 
     The group and its job carry the first member's id; the other ids point to it, so a
-    status request for any of them finds the job while it is queued.
+    status request for any of them finds the job while it is queued. A joinable group (callers
+    waiting on /v1/predict) takes newcomers, and is dropped unrun if no worker takes it, for
+    DIGITS_SYNC_QUEUE_TTL; a closed one (a POST /v1/jobs request, whose caller polls) waits
+    as long as its result would be kept.
     """
     config = services.config
     backpressure.admit(services.predict_queue, config["DIGITS_MAX_QUEUE"])
     ttl = config["DIGITS_RESULT_TTL"]
+    queue_ttl = config["DIGITS_SYNC_QUEUE_TTL"] if joinable else ttl
     group_id = members[0][0]
     pipe = _transaction(services)
-    # The group takes newcomers no longer than its job may wait in the queue.
-    groups.create(pipe, group_id, members, ttl, open_for=config["DIGITS_SYNC_QUEUE_TTL"])
+    groups.create(pipe, group_id, members, ttl, open_for=queue_ttl if joinable else 0)
     services.predict_queue.enqueue_call(
         "worker.jobs.predict_group",
         args=[group_id, ttl],
         job_id=group_id,
-        ttl=config["DIGITS_SYNC_QUEUE_TTL"],  # its callers stop waiting after ?wait= seconds
+        ttl=queue_ttl,
         timeout=config["DIGITS_JOB_TIMEOUT"],
         result_ttl=_record_ttl(config, ttl),
         failure_ttl=ttl,

@@ -7,9 +7,7 @@ from typing import Any
 import numpy as np
 from flask import Blueprint, request, url_for
 from numpy.typing import NDArray
-from rq.exceptions import NoSuchJobError
-from rq.job import Job, JobStatus
-from rq.serializers import JSONSerializer
+from rq.job import JobStatus
 
 from api import (
     access,
@@ -24,7 +22,7 @@ from api import (
 )
 from api.errors import ApiError
 from api.services import Services, services
-from store import codec, keys, liveness, results
+from store import groups, results
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1")
 
@@ -62,21 +60,26 @@ def answer(found: Services, pixels: NDArray[np.uint8]) -> Answer:
 def create_job() -> Any:
     """Queue the images and answer at once with the job's status URL."""
     found = services()
-    return _accepted(dispatch.submit_images(found, _images(found)))
+    job_id = ids.new()
+    dispatch.submit_group(found, [(job_id, _images(found))], joinable=False)
+    return _accepted(job_id)
 
 
 @bp.get("/jobs/<job_id>")
 def job_status(job_id: str) -> Any:
-    """Report a job: queued, started, finished (with labels) or failed (with the error)."""
+    """Report a job: queued, started, finished (with labels) or failed (with the error).
+
+    Two Redis reads at most: the result, then, while there is none, its group's job.
+    """
     found = services()
     if not dispatch.is_id(job_id):
         raise _unknown(job_id)
-    result = results.read(found.redis, job_id)
+    result, group_id = groups.find(found.redis, job_id)
     if result is not None and result.error is None:
         return _finished(job_id, result)
     if result is not None:
         return {"job_id": job_id, "status": "failed", "error": result.error}
-    return _pending(found, job_id)
+    return _pending(found, job_id, group_id)
 
 
 def _images(found: Services) -> NDArray[np.uint8]:
@@ -113,37 +116,31 @@ def _finished(job_id: str, result: results.Result) -> dict[str, Any]:
     }
 
 
-def _pending(found: Services, job_id: str) -> dict[str, Any]:
-    """Report a job that has no result: from RQ's own record, or 404 when there is none."""
-    # A micro-batched request rides on its group's job, named after the group's first member.
-    group_id = found.redis.get(keys.job_group(job_id))
-    rq_id = job_id if group_id is None else codec.text(group_id)
-    try:
-        job = Job.fetch(rq_id, connection=found.redis, serializer=JSONSerializer)
-    except NoSuchJobError:
+def _pending(found: Services, job_id: str, group_id: str) -> dict[str, Any]:
+    """Report a job that has no result from its group's job, or 404 when there is none.
+
+    A request rides on its group's job, named after the group's first member.
+    """
+    job = groups.waiting(found.redis, group_id, found.predict_queue)
+    if job.rq_status is None:
         # Its input is kept as long as its result would be; RQ's record only for the queue TTL.
-        if found.redis.exists(keys.job_pixels(rq_id)):
-            alive = liveness.live_workers(found.predict_queue)
-            why = "no worker is alive" if alive == 0 else "the workers were busy"
+        if job.input_kept:
+            why = "no worker is alive" if job.live_workers == 0 else "the workers were busy"
             return {"job_id": job_id, "status": "failed", "error": f"{DROPPED} ({why})"}
-        raise _unknown(job_id) from None
-    status = job.get_status(refresh=False)
-    if status == JobStatus.STARTED:
+        raise _unknown(job_id)
+    if job.rq_status == JobStatus.STARTED:
         return {"job_id": job_id, "status": "started"}
-    if status in QUEUED:
+    if job.rq_status in QUEUED:
         return {
             "job_id": job_id,
             "status": "queued",
-            "message": backpressure.waiting(found.predict_queue),
+            "message": backpressure.not_started(job.live_workers),
         }
-    return {"job_id": job_id, "status": "failed", "error": _failure(job, status)}
-
-
-def _failure(job: Job, status: JobStatus | None) -> str:
-    """Say why a job without a result ended: RQ's last exception line, else its status."""
-    latest = job.latest_result()
-    lines = (latest.exc_string or "").strip().splitlines() if latest is not None else []
-    return lines[-1] if lines else f"the job ended as {status}"
+    return {
+        "job_id": job_id,
+        "status": "failed",
+        "error": job.failure or f"the job ended as {job.rq_status}",
+    }
 
 
 def _unknown(job_id: str) -> ApiError:

@@ -12,7 +12,7 @@ from typing import Any
 from redis import Redis
 from rq import Queue
 from rq.worker import BaseWorker
-from rq.worker_registration import get_keys
+from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
 from store import codec, keys, lua
 
@@ -30,6 +30,28 @@ return now[1]
 """
 )
 
+# A Lua function that counts the live workers of a queue, on Redis's clock, for the scripts
+# that need the count in the same round trip (`live_workers`, store.groups' job status).
+# It reads the worker keys RQ lists in the queue's worker set, one EXISTS each: keys a script
+# does not declare, which only a Redis Cluster would refuse (RQ supports none).
+LIVE_FUNCTION = """
+local function live_workers(workers, beats, prefix, dead_after)
+  local now = redis.call('TIME')
+  local cutoff = now[1] + now[2] / 1000000 - dead_after
+  local count = 0
+  for _, key in ipairs(redis.call('SMEMBERS', workers)) do
+    if redis.call('EXISTS', key) == 1 then
+      local last = redis.call('ZSCORE', beats, string.sub(key, #prefix + 1))
+      if not last or tonumber(last) > cutoff then count = count + 1 end
+    end
+  end
+  return count
+end
+"""
+
+# KEYS: the queue's worker set, beats set. ARGV: worker key prefix, DEAD_AFTER.
+_LIVE = lua.script(LIVE_FUNCTION + "return live_workers(KEYS[1], KEYS[2], ARGV[1], ARGV[2])")
+
 
 def beat(connection: Redis, worker_name: str) -> None:
     """Record that the worker is alive now."""
@@ -46,21 +68,19 @@ def live_workers(queue: Queue) -> int:
 
     RQ keeps a killed or stopped worker's key for a minute or more; its beat stops at once,
     so a worker that has not beaten for DEAD_AFTER seconds is not counted. A worker that
-    never beat (a plain `rq worker`) is counted while RQ's key is there.
+    never beat (a plain `rq worker`) is counted while RQ's key is there. One round trip.
     """
-    worker_keys = sorted(get_keys(queue=queue))
-    if not worker_keys:
-        return 0
-    names = [key.removeprefix(BaseWorker.redis_worker_namespace_prefix) for key in worker_keys]
-    pipe = queue.connection.pipeline(transaction=False)
-    pipe.time()
-    pipe.zmscore(keys.WORKER_BEATS, names)
-    for key in worker_keys:
-        pipe.exists(key)
-    (seconds, microseconds), beats, *present = pipe.execute()
-    cutoff = seconds + microseconds / 1e6 - DEAD_AFTER
-    beating = [beat is None or beat > cutoff for beat in beats]
-    return sum(bool(found) and fresh for found, fresh in zip(present, beating, strict=True))
+    return int(lua.run(queue.connection, _LIVE, live_keys(queue), live_args()))
+
+
+def live_keys(queue: Queue) -> list[str]:
+    """Return the keys LIVE_FUNCTION reads: RQ's worker set of `queue`, then the beats."""
+    return [WORKERS_BY_QUEUE_KEY % queue.name, keys.WORKER_BEATS]
+
+
+def live_args() -> list[str | float]:
+    """Return the arguments LIVE_FUNCTION takes after its keys."""
+    return [BaseWorker.redis_worker_namespace_prefix, DEAD_AFTER]
 
 
 def texts(members: Any) -> set[str]:

@@ -75,16 +75,17 @@ def wait(connection: Redis, job_id: str, timeout: float) -> Result | None:
     if timeout <= 0:
         return None
     popped = connection.blpop([keys.job_notify(job_id)], timeout=timeout)
-    return None if popped is None else _decode(codec.raw(popped[1]))
+    return None if popped is None else decode(codec.raw(popped[1]))
 
 
 def read(connection: Redis, job_id: str) -> Result | None:
     """Return the job's result, or None when there is none (yet or any more)."""
     payload = connection.get(keys.job_result(job_id))
-    return None if payload is None else _decode(codec.raw(payload))
+    return None if payload is None else decode(codec.raw(payload))
 
 
-def _decode(payload: bytes) -> Result:
+def decode(payload: bytes) -> Result:
+    """Return the result a stored value holds."""
     head, _, body = payload.partition(b":")
     if head == ERROR:
         return Result(error=body.decode())

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import gzip
 import json
+import threading
 import time
+import uuid
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -14,7 +18,9 @@ from redis import Redis
 from rq import Queue
 from rq.serializers import JSONSerializer
 
-from store import keys, liveness
+from api import dispatch
+from api.services import Services
+from store import groups, keys, liveness
 from worker import runner
 
 
@@ -85,7 +91,7 @@ def test_job_travels_as_raw_bytes_and_json(
     assert redis_conn.get(keys.job_pixels(job_id)) == pixels[:2].tobytes()
     assert 0 < redis_conn.ttl(keys.job_pixels(job_id)) <= 3600
     job_data = json.loads(zlib.decompress(redis_conn.hget(f"rq:job:{job_id}", "data")))
-    assert job_data[0] == "worker.jobs.predict"
+    assert job_data[0] == "worker.jobs.predict_group"
     assert job_data[2] == [job_id, 3600]
 
 
@@ -198,7 +204,7 @@ def test_failed_job_without_callback_shows_rqs_exception(
 ) -> None:
     job_id = "f" * 32  # queued as if by the API, but its pixels are gone and no callback ran
     queue = Queue(keys.PREDICT_QUEUE, connection=redis_conn, serializer=JSONSerializer)
-    queue.enqueue_call("worker.jobs.predict", args=[job_id, 60], job_id=job_id)
+    queue.enqueue_call("worker.jobs.predict_group", args=[job_id, 60], job_id=job_id)
     assert client.get(f"/v1/jobs/{job_id}").json["status"] == "queued"
     service.work()
     body = client.get(f"/v1/jobs/{job_id}").json
@@ -291,3 +297,63 @@ def test_an_unknown_content_encoding_on_json_is_415(client: FlaskClient, service
     assert response.status_code == 415
     assert response.json["error"]["code"] == "unsupported_encoding"
     assert service.queued() == 0
+
+
+@contextmanager
+def commands_sent(redis_conn: Redis) -> Iterator[list[str]]:
+    """Collect the names of the commands clients send to the test database (MONITOR).
+
+    The commands a script runs inside Redis are not sent: a script is its one EVALSHA.
+    """
+    database = redis_conn.connection_pool.connection_kwargs.get("db", 0)
+    marker = uuid.uuid4().hex  # sent last, by this test: its client's commands do not count
+    seen: list[tuple[str, str]] = []  # (client port, command name)
+    sent: list[str] = []
+    with redis_conn.monitor() as monitor:
+
+        def listen() -> None:
+            for command in monitor.listen():
+                if marker in command["command"]:
+                    ours = command["client_port"]
+                    sent.extend(name for port, name in seen if port != ours)
+                    return
+                if command["db"] == database and command["client_type"] != "lua":
+                    seen.append((command["client_port"], command["command"].split(" ", 1)[0]))
+
+        listener = threading.Thread(target=listen)
+        listener.start()
+        yield sent
+        redis_conn.echo(marker)
+        listener.join(timeout=10)
+
+
+def lookup(client: FlaskClient, redis_conn: Redis, job_id: str) -> tuple[dict, list[str]]:
+    """GET /v1/jobs/<id>: the body, and the commands it sent to Redis."""
+    with commands_sent(redis_conn) as sent:
+        body = client.get(f"/v1/jobs/{job_id}").json
+    return body, sent
+
+
+def test_a_status_lookup_is_at_most_two_reads(
+    app, client: FlaskClient, redis_conn: Redis, service, published: dict, pixels: np.ndarray
+) -> None:
+    job_id = client.post("/v1/jobs", json={"pixels": pixels[0].tolist()}).json["job_id"]
+    client.get(f"/v1/jobs/{job_id}")  # the connection is open and the script loaded
+    found: Services = app.extensions["digits"]
+    dispatch.submit_group(found, [("a" * 32, pixels[1:2])])
+    assert groups.join(redis_conn, "a" * 32, [("b" * 32, pixels[2:3])], 60)
+    rq_only = "c" * 32  # no record of ours: RQ's alone, whose failure runs no callback
+    Queue(keys.PREDICT_QUEUE, connection=redis_conn, serializer=JSONSerializer).enqueue_call(
+        "worker.jobs.predict_group", args=[rq_only, 60], job_id=rq_only
+    )
+    for pending in (job_id, "b" * 32, rq_only):
+        body, sent = lookup(client, redis_conn, pending)
+        assert body["status"] == "queued" and "none is alive" in body["message"]
+        assert sent == ["MGET", "EVALSHA"]
+    service.work()
+    for done in (job_id, "b" * 32):
+        body, sent = lookup(client, redis_conn, done)
+        assert (body["status"], sent) == ("finished", ["MGET"])
+    body, sent = lookup(client, redis_conn, rq_only)
+    assert body["status"] == "failed" and body["error"].startswith("LookupError")
+    assert sent == ["MGET", "EVALSHA"]

@@ -222,7 +222,7 @@ def test_rq_speaks_json_on_both_sides(
     assert runner.build(service.connection).serializer is JSONSerializer
     job_id = queue_job(client)
     data = zlib.decompress(service.connection.hget(f"rq:job:{job_id}", "data"))
-    assert orjson.loads(data)[0] == "worker.jobs.predict"
+    assert orjson.loads(data)[0] == "worker.jobs.predict_group"
     csv = tmp_path / "test.csv"
     write_kaggle_csv(csv, np.zeros((50, 784), np.uint8))
     client.post("/v1/batches", data=csv.read_bytes(), content_type="text/csv")

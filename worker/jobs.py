@@ -1,8 +1,10 @@
 """RQ job functions: the worker's side of a prediction. The API enqueues them by name.
 
-Jobs carry only ids and TTLs (JSON); pixels and results travel as raw bytes under the keys
-in `store.keys`. Exceptions propagate so RQ marks the job failed; the failure callbacks
-leave a message the API can show.
+Two kinds: an image job answers a group of requests (`store.groups`), a chunk job one chunk
+of a CSV batch (`store.batches`). Jobs carry only ids and TTLs (JSON); pixels and results
+travel as raw bytes under the keys in `store.keys`. The model to use is the registry's
+current version, read once per job. Exceptions propagate so RQ marks the job failed; the
+failure callbacks leave a message the API can show.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from redis import Redis
 from rq import get_current_job
 from rq.job import Job
 
-from store import batches, codec, groups, keys, results
+from store import batches, groups, registry, results
 from worker import nondigit, uncertainty
 from worker.cache import ModelCache, Network, NoModel
 
@@ -29,35 +31,14 @@ CACHE = ModelCache()
 def preload(connection: Redis) -> str | None:
     """Load the detector and the current model, if any, before the first job; return its version."""
     nondigit.shipped()
-    current = connection.get(keys.MODELS_CURRENT)
-    if current is None:
-        return None
     try:
-        return CACHE.get(connection, codec.text(current))[1]
-    except NoModel:  # the current model does not load: work anyway, and load a good one later
+        return CACHE.get(connection, registry.current(connection))[1]
+    except NoModel:  # none is current, or it does not load: work anyway, load a good one later
         return None
-
-
-def predict(job_id: str, ttl: int) -> dict[str, Any]:
-    """Label the images stored for `job_id`; store probabilities, flags and the version."""
-    connection = _connection()
-    pipe = connection.pipeline(transaction=False)
-    pipe.get(keys.job_pixels(job_id))
-    pipe.get(keys.MODELS_CURRENT)
-    data, current = pipe.execute()
-    if data is None:
-        raise LookupError(f"job {job_id}: its pixels expired or were deleted")
-    network, version = CACHE.get(connection, _text(current))
-    probabilities, uncertain = answer(network, codec.pixels_from_bytes(data))
-    pipe = connection.pipeline(transaction=False)
-    results.write(pipe, job_id, probabilities, uncertain, version, ttl)
-    pipe.delete(keys.job_pixels(job_id))
-    pipe.execute()
-    return {"images": len(probabilities), "model_version": version}
 
 
 def predict_group(group_id: str, ttl: int) -> dict[str, Any]:
-    """Label a micro-batch group (store.groups); store each member's share under its id."""
+    """Label a group of requests (store.groups); store each member's share under its id."""
     connection = _connection()
     group = groups.claim(connection, group_id)
     network, version = CACHE.get(connection, group.current_model)
@@ -80,25 +61,13 @@ def predict_chunk(batch_id: str, chunk: int, ttl: int) -> dict[str, Any]:
     where = {"batch_id": batch_id, "chunk": chunk}
     if chunk_input is None:
         return {"rows": 0, "counted": False, **where}
-    network, version = CACHE.get(connection, _text(connection.get(keys.MODELS_CURRENT)))
+    network, version = CACHE.get(connection, registry.current(connection))
     probabilities, uncertain = answer(network, chunk_input.pixels)
     answers = batches.Answers(probabilities.argmax(axis=1), probabilities.max(axis=1), uncertain)
     truth = chunk_input.truth
     correct = 0 if truth is None else int((answers.labels == truth).sum())
     counted = batches.complete_chunk(connection, batch_id, chunk, answers, correct, version, ttl)
     return {"rows": len(answers.labels), "counted": counted, "model_version": version, **where}
-
-
-def predict_failed(
-    job: Job,
-    connection: Redis,
-    exc_type: type[BaseException],
-    exc_value: BaseException,
-    traceback: TracebackType | None,
-) -> None:
-    """Leave the failure message as the job's result and wake the caller waiting for it."""
-    job_id, ttl = job.args
-    results.write_error(connection, job_id, _message(exc_type, exc_value), ttl)
 
 
 def predict_group_failed(
@@ -137,10 +106,6 @@ def _connection() -> Redis:
     if job is None:
         raise RuntimeError("job functions run inside an RQ worker")
     return job.connection
-
-
-def _text(value: bytes | str | None) -> str | None:
-    return None if value is None else codec.text(value)
 
 
 def _message(exc_type: type[BaseException], exc_value: BaseException) -> str:
