@@ -42,6 +42,16 @@ return 1
 """
 )
 
+# KEYS: done set, pixels, truth, record, the registry's current version. ARGV: chunk, now
+_CLAIM_CHUNK = lua.script(
+    """
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return {1} end
+local recorded = redis.call('EXISTS', KEYS[4])
+local pixels = redis.call('GET', KEYS[2])
+if recorded == 1 and pixels then redis.call('HSETNX', KEYS[4], 'started_at', ARGV[2]) end
+return {0, recorded, pixels, redis.call('GET', KEYS[3]), redis.call('GET', KEYS[5])}
+"""
+)
 
 REQUIRED = ("rows", "chunks", "chunk_rows", "rows_done", "correct", "has_labels", "created_at")
 
@@ -81,10 +91,11 @@ class Answers:
 
 @dataclass(frozen=True)
 class ChunkInput:
-    """What a worker needs to label one chunk."""
+    """What a worker needs to label one chunk, and the model to label it with."""
 
     pixels: NDArray[np.uint8]
     truth: NDArray[np.uint8] | None
+    current_model: str | None
 
 
 def now() -> str:
@@ -131,24 +142,30 @@ def create(
     return chunks
 
 
-def read_chunk(connection: Redis, batch_id: str, chunk: int) -> ChunkInput | None:
-    """Return a chunk's input, or None when it was already counted."""
-    pipe = connection.pipeline(transaction=False)
-    pipe.sismember(keys.batch_done(batch_id), str(chunk))
-    pipe.get(keys.batch_pixels(batch_id, chunk))
-    pipe.get(keys.batch_truth(batch_id, chunk))
-    pipe.exists(keys.batch(batch_id))
-    done, pixels, truth, recorded = pipe.execute()
-    if done:
+def claim_chunk(connection: Redis, batch_id: str, chunk: int) -> ChunkInput | None:
+    """Return a chunk's input and the registry's current version; None when it was counted.
+
+    One script: it also marks the batch started, the first time a chunk of it is claimed.
+    """
+    script_keys = [
+        keys.batch_done(batch_id),
+        keys.batch_pixels(batch_id, chunk),
+        keys.batch_truth(batch_id, chunk),
+        keys.batch(batch_id),
+        keys.MODELS_CURRENT,
+    ]
+    reply = lua.run(connection, _CLAIM_CHUNK, script_keys, [str(chunk), now()])
+    if reply[0] == 1:
         return None
+    _, recorded, pixels, truth, current = reply
     if not recorded:  # writing started_at would leave a record of that field alone
         raise Incomplete(f"batch {batch_id} chunk {chunk}: the batch's record is gone")
     if pixels is None:
         raise LookupError(f"batch {batch_id} chunk {chunk}: its pixels expired or were deleted")
-    connection.hsetnx(keys.batch(batch_id), "started_at", now())
     return ChunkInput(
-        pixels=codec.pixels_from_bytes(pixels),
-        truth=None if truth is None else codec.labels_from_bytes(truth),
+        pixels=codec.pixels_from_bytes(codec.raw(pixels)),
+        truth=None if truth is None else codec.labels_from_bytes(codec.raw(truth)),
+        current_model=None if current is None else codec.text(current),
     )
 
 

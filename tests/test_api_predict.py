@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import gzip
 import json
-import threading
 import time
-import uuid
 import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import numpy as np
 import pytest
 from flask.testing import FlaskClient
+from monitor import commands_sent
 from redis import Redis
 from rq import Queue
 from rq.serializers import JSONSerializer
@@ -297,34 +294,6 @@ def test_an_unknown_content_encoding_on_json_is_415(client: FlaskClient, service
     assert response.status_code == 415
     assert response.json["error"]["code"] == "unsupported_encoding"
     assert service.queued() == 0
-
-
-@contextmanager
-def commands_sent(redis_conn: Redis) -> Iterator[list[str]]:
-    """Collect the names of the commands clients send to the test database (MONITOR).
-
-    The commands a script runs inside Redis are not sent: a script is its one EVALSHA.
-    """
-    database = redis_conn.connection_pool.connection_kwargs.get("db", 0)
-    marker = uuid.uuid4().hex  # sent last, by this test: its client's commands do not count
-    seen: list[tuple[str, str]] = []  # (client port, command name)
-    sent: list[str] = []
-    with redis_conn.monitor() as monitor:
-
-        def listen() -> None:
-            for command in monitor.listen():
-                if marker in command["command"]:
-                    ours = command["client_port"]
-                    sent.extend(name for port, name in seen if port != ours)
-                    return
-                if command["db"] == database and command["client_type"] != "lua":
-                    seen.append((command["client_port"], command["command"].split(" ", 1)[0]))
-
-        listener = threading.Thread(target=listen)
-        listener.start()
-        yield sent
-        redis_conn.echo(marker)
-        listener.join(timeout=10)
 
 
 def lookup(client: FlaskClient, redis_conn: Redis, job_id: str) -> tuple[dict, list[str]]:

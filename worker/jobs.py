@@ -3,8 +3,9 @@
 Two kinds: an image job answers a group of requests (`store.groups`), a chunk job one chunk
 of a CSV batch (`store.batches`). Jobs carry only ids and TTLs (JSON); pixels and results
 travel as raw bytes under the keys in `store.keys`. The model to use is the registry's
-current version, read once per job. Exceptions propagate so RQ marks the job failed; the
-failure callbacks leave a message the API can show.
+current version, which a job's claim script reads with its input (the same round trip),
+and `preload` with `store.registry.current`. Exceptions propagate so RQ marks the job
+failed; the failure callbacks leave a message the API can show.
 """
 
 from __future__ import annotations
@@ -57,11 +58,11 @@ def predict_group(group_id: str, ttl: int) -> dict[str, Any]:
 def predict_chunk(batch_id: str, chunk: int, ttl: int) -> dict[str, Any]:
     """Label one chunk of a batch and count it (once, even if this chunk runs again)."""
     connection = _connection()
-    chunk_input = batches.read_chunk(connection, batch_id, chunk)
+    chunk_input = batches.claim_chunk(connection, batch_id, chunk)
     where = {"batch_id": batch_id, "chunk": chunk}
     if chunk_input is None:
         return {"rows": 0, "counted": False, **where}
-    network, version = CACHE.get(connection, registry.current(connection))
+    network, version = CACHE.get(connection, chunk_input.current_model)
     probabilities, uncertain = answer(network, chunk_input.pixels)
     answers = batches.Answers(probabilities.argmax(axis=1), probabilities.max(axis=1), uncertain)
     truth = chunk_input.truth

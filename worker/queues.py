@@ -69,7 +69,7 @@ class ClaimingQueue(Queue):
             try:
                 job = Job.fetch(job_id, connection=connection, serializer=queue.serializer)
             except NoSuchJobError:  # its queue TTL ran out: nobody wants it any more
-                connection.lrem(queue.intermediate_queue_key, 1, job_id)
+                queue.intermediate_queue.remove(job_id)
                 continue
             return job, queue
 

@@ -10,6 +10,10 @@ within seconds instead of after RQ's job timeout. A job whose workers keep dying
 
 A worker only judges others after it has itself beaten for DEAD_AFTER without a break: after
 Redis comes back from a restart, every live worker has beaten again before anyone sweeps.
+
+RQ's records are read and changed through RQ's public API (`Execution.delete`, its
+registries, `Queue.enqueue_job`). Two sweeps that overlap (the sweep lock lapsed) requeue a
+job once: only the sweep whose delete removed something, or whose LREM took the id, does.
 """
 
 from __future__ import annotations
@@ -27,10 +31,9 @@ from rq.exceptions import AbandonedJobError, NoSuchJobError
 from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
-from rq.utils import parse_composite_key
 from rq.worker import BaseWorker
 
-from store import codec, keys
+from store import keys
 from store.liveness import BEAT_INTERVAL, DEAD_AFTER, beat, dead_workers, texts
 
 SWEEP_INTERVAL = 2.0  # seconds between sweeps, across all workers
@@ -100,16 +103,14 @@ def sweep(connection: Redis, queues: Sequence[Queue]) -> list[str]:
     recovered = []
     for queue in queues:
         # Claimed before started: a job moves from the first to the second, never back.
-        claimed = texts(connection.lrange(queue.intermediate_queue_key, 0, -1))
+        claimed = set(queue.intermediate_queue.get_job_ids())
         started = _started(connection, queue)
         for job_id, execution in started.items():
-            owner = connection.hget(execution.key, "worker_name")
-            if owner is None or not _is_dead(connection, codec.text(owner), dead, beating):
-                continue
-            if connection.zrem(queue.started_job_registry.key, execution.composite_key):
-                connection.delete(execution.key)
+            owner = execution.worker_name
+            if owner and _is_dead(connection, owner, dead, beating) and _end(queue, execution):
                 recovered += _requeue(connection, queue, job_id)
         for job_id in claimed - started.keys():
+            # LREM's count makes one sweep the taker (RQ's IntermediateQueue.remove returns none).
             if _unstarted_since(connection, job_id, now) <= now - DEAD_AFTER and connection.lrem(
                 queue.intermediate_queue_key, 0, job_id
             ):
@@ -128,12 +129,33 @@ def _forget(connection: Redis, dead: set[str]) -> None:
 
 
 def _started(connection: Redis, queue: Queue) -> dict[str, Execution]:
-    """Map the id of each job the queue's started registry holds to its execution."""
+    """Map the id of each job the queue's started registry holds to its execution.
+
+    An execution whose record has expired is left out: its worker is unknown.
+    """
     found = {}
-    for entry in texts(connection.zrange(queue.started_job_registry.key, 0, -1)):
-        job_id, execution_id = parse_composite_key(entry)
-        found[job_id] = Execution(execution_id, job_id, connection=connection)
+    registry = queue.started_job_registry
+    for job_id, execution_id in registry.get_job_and_execution_ids(cleanup=False):
+        try:
+            found[job_id] = Execution.fetch(execution_id, job_id, connection=connection)
+        except ValueError:  # RQ's word for an execution record that is gone
+            continue
     return found
+
+
+def _end(queue: Queue, execution: Execution) -> bool:
+    """Delete a dead worker's execution from RQ's records; True when this sweep deleted it.
+
+    `Execution.delete` runs in one MULTI: a sweep that finds it already gone requeues nothing.
+    """
+    try:
+        job = Job.fetch(execution.job_id, connection=queue.connection, serializer=queue.serializer)
+    except NoSuchJobError:
+        queue.started_job_registry.remove_execution(execution)
+        return False
+    with queue.connection.pipeline() as pipe:
+        execution.delete(job=job, pipeline=pipe)
+        return any(pipe.execute())
 
 
 def _unstarted_since(connection: Redis, job_id: str, now: float) -> float:
@@ -152,7 +174,7 @@ def _is_dead(connection: Redis, name: str, dead: set[str], beating: set[str]) ->
 
 def _requeue(connection: Redis, queue: Queue, job_id: str) -> list[str]:
     """Put the job at the front of its queue ([its id]), or fail it after MAX_RECOVERIES ([])."""
-    connection.lrem(queue.intermediate_queue_key, 0, job_id)
+    queue.intermediate_queue.remove(job_id)
     connection.delete(keys.job_orphaned(job_id))
     try:
         job = Job.fetch(job_id, connection=connection, serializer=queue.serializer)
