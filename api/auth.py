@@ -160,7 +160,7 @@ def _who(identity: str) -> str:
 def describe(document: dict[str, Any], app: Flask) -> dict[str, Any]:
     """Return the OpenAPI document with the bearer scheme, required where this app requires it."""
     rules: Policy = app.extensions[EXTENSION]
-    document = copy.deepcopy(document)  # blueprints' OPENAPI_PATHS are shared module data
+    document = copy.deepcopy(document)  # the caller's stays as it was
     document["components"]["securitySchemes"] = {
         "bearer": {
             "type": "http",
@@ -169,7 +169,7 @@ def describe(document: dict[str, Any], app: Flask) -> dict[str, Any]:
         }
     }
     admin_paths = {
-        _openapi_path(rule.rule)
+        openapi_path(rule.rule)
         for rule in app.url_map.iter_rules()
         if rule.endpoint in ADMIN_ENDPOINTS
     }
@@ -189,6 +189,6 @@ def describe(document: dict[str, Any], app: Flask) -> dict[str, Any]:
     return document
 
 
-def _openapi_path(rule: str) -> str:
+def openapi_path(rule: str) -> str:
     """Turn Flask's `/v1/models/<version>/activate` into OpenAPI's `/v1/models/{version}/...`."""
     return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule)

@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from flask import Blueprint, Response, request, url_for
 from numpy.typing import NDArray
 
-from api import access, backpressure, batch_events, dispatch, ids, pixel_encoding, upload
+from api import (
+    access,
+    backpressure,
+    batch_events,
+    dispatch,
+    ids,
+    pixel_encoding,
+    schemas,
+    upload,
+)
 from api.errors import ApiError
+from api.inputs import EncodingQuery, EventsHeaders, FileUpload
+from api.openapi import BINARY, TEXT, Operation
 from api.services import services
 from formats.kaggle_csv import CSVFormatError, KaggleCSV, parse_kaggle_csv, text_limit
 from store import batches
@@ -22,9 +33,27 @@ CSV_TYPES = {"text/csv", "application/csv", "application/vnd.ms-excel"}
 ARCHIVE_TYPES = {"application/gzip", "application/x-gzip", "application/zip"}
 ARCHIVE_TYPES |= {"application/x-zip-compressed", "application/octet-stream"}
 TOO_LARGE = {"too_many_rows", "too_large"}  # parser codes that mean "over a limit"
+UPLOAD = {
+    "text/csv": TEXT,
+    "application/zip": BINARY,
+    "application/gzip": BINARY,
+    "multipart/form-data": FileUpload,
+}
+CSV_ERRORS = (404, 409, 410, 503)  # a CSV of a batch: 409 until it is finished
 
 
 @bp.post("/batches")
+@Operation(
+    {202: ("queued", schemas.BatchAccepted)},
+    errors=(400, 413, 415, 422, 429, 503),
+    query=EncodingQuery,
+    body=UPLOAD,
+    description="The CSV as text/csv (Content-Encoding: gzip allowed), or Kaggle's zip (its "
+    "test.csv or its only CSV) or a .csv.gz as they are. A leading ImageId column numbers the "
+    "submission; a pandas index column is ignored; all-empty rows are skipped and counted. "
+    "Limits: MAX_CONTENT_LENGTH bytes as sent, DIGITS_MAX_ROWS rows, and 6,400 bytes per row "
+    "allowed uncompressed.",
+)
 def create_batch() -> Any:
     """Parse a Kaggle CSV (multipart field `file` or the body; plain, gzip or zip); queue it."""
     found = services()
@@ -35,7 +64,7 @@ def create_batch() -> Any:
     batch_id, chunks = dispatch.submit_batch(found, pixels, csv.labels, csv.image_ids)
     access.note(batch_id=batch_id, rows=len(csv.pixels))
     status_url = url_for("batches.batch_status", batch_id=batch_id)
-    body = {
+    body: schemas.BatchAccepted = {
         "batch_id": batch_id,
         "status": "queued",
         "rows": len(csv.pixels),
@@ -49,12 +78,13 @@ def create_batch() -> Any:
 
 
 @bp.get("/batches/<batch_id>")
-def batch_status(batch_id: str) -> Any:
+@Operation({200: ("the batch", schemas.Batch)}, errors=(404, 410, 503))
+def batch_status(batch_id: str) -> schemas.Batch:
     """Report a batch's progress, model versions and, with labels, its accuracy so far."""
     batch = _find(batch_id)
-    body: dict[str, Any] = {
+    body: schemas.Batch = {
         "batch_id": batch.batch_id,
-        "status": batch.status,
+        "status": cast(schemas.BatchStatus, batch.status),  # as store.batches writes it
         "rows": batch.rows,
         "rows_done": batch.rows_done,
         "uncertain_rows": batch.uncertain_rows,
@@ -77,6 +107,16 @@ def batch_status(batch_id: str) -> Any:
 
 
 @bp.get("/batches/<batch_id>/events")
+@Operation(
+    {
+        200: (
+            "progress, chunk (first_image_id, labels), finished or failed",
+            {"text/event-stream": TEXT},
+        )
+    },
+    errors=(400, 404, 410, 503),
+    headers=EventsHeaders,
+)
 def events(batch_id: str) -> Response:
     """Follow a batch as SSE: progress, each chunk's labels, then finished or failed."""
     resume = request.headers.get("Last-Event-ID", "0")
@@ -86,6 +126,15 @@ def events(batch_id: str) -> Response:
 
 
 @bp.get("/batches/<batch_id>/submission.csv")
+@Operation(
+    {
+        200: (
+            "ImageId from the upload's ImageId column, else 1-based in upload order",
+            {"text/csv": TEXT},
+        )
+    },
+    errors=CSV_ERRORS,
+)
 def submission(batch_id: str) -> Response:
     """Stream `ImageId,Label` for a finished batch; 409 until it is finished."""
     connection, batch = services().redis, _finished(batch_id)
@@ -95,6 +144,16 @@ def submission(batch_id: str) -> Response:
 
 
 @bp.get("/batches/<batch_id>/results.csv")
+@Operation(
+    {
+        200: (
+            "ImageId,Label,Confidence,Uncertain; ImageId as in submission.csv, Confidence the "
+            "calibrated top probability (4 decimals), Uncertain 1 or 0",
+            {"text/csv": TEXT},
+        )
+    },
+    errors=CSV_ERRORS,
+)
 def results(batch_id: str) -> Response:
     """Stream `ImageId,Label,Confidence,Uncertain` for a finished batch; 409 until then."""
     connection, batch = services().redis, _finished(batch_id)
@@ -197,36 +256,3 @@ def _results_lines(
             f"{i},{label},{confidence:.4f},{int(flag)}\n" for i, label, confidence, flag in rows
         ).encode()
         first += len(chunk.labels)
-
-
-# This blueprint's part of /openapi.json beside `api.openapi`'s: the events route.
-OPENAPI_PATHS: dict[str, Any] = {
-    "/v1/batches/{batch_id}/events": {
-        "get": {
-            "summary": "Follow a batch as SSE: progress, each chunk's labels, then the end",
-            "parameters": [
-                {
-                    "name": "batch_id",
-                    "in": "path",
-                    "required": True,
-                    "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
-                },
-                {
-                    "name": "Last-Event-ID",
-                    "in": "header",
-                    "required": False,
-                    "schema": {"type": "string", "pattern": "^[0-9]{1,9}$"},
-                },
-            ],
-            "responses": {
-                "200": {
-                    "description": "progress, chunk (first_image_id, labels), finished or failed",
-                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
-                },
-                **dict.fromkeys(
-                    ("400", "404", "410", "503"), {"$ref": "#/components/responses/Error"}
-                ),
-            },
-        }
-    }
-}

@@ -7,7 +7,9 @@ from typing import Any
 from flask import Blueprint
 from redis.exceptions import RedisError
 
+from api import schemas
 from api.errors import RETRY_AFTER_SECONDS, error_response
+from api.openapi import Operation
 from api.services import services
 from store import eviction, liveness, registry
 
@@ -15,18 +17,20 @@ bp = Blueprint("health", __name__)
 
 
 @bp.get("/healthz")
-def healthz() -> Any:
-    """Answer while the process runs."""
+@Operation({200: ("the process is up", schemas.Health)})
+def healthz() -> schemas.Health:
+    """Liveness: answer while the process runs."""
     return {"status": "ok"}
 
 
 @bp.get("/readyz")
+@Operation({200: ("ready to serve", schemas.Ready)}, errors=(503,))
 def readyz() -> Any:
-    """Answer 200 when Redis answers, a model is current and a worker is alive; else 503."""
+    """Readiness: 200 when Redis answers, a model is current and a worker is alive; else 503."""
     found = services()
     try:
         found.redis.ping()
-        checks: dict[str, Any] = {
+        checks: schemas.Checks = {
             "redis": True,
             "model_version": registry.current(found.redis),
             "workers": liveness.live_workers(found.predict_queue),
@@ -42,11 +46,12 @@ def readyz() -> Any:
     return response
 
 
-def _problems(checks: dict[str, Any], allow_eviction: bool) -> list[str]:
+def _problems(checks: schemas.Checks, allow_eviction: bool) -> list[str]:
     if not checks["redis"]:
         return ["Redis does not answer"]
     problems = []
-    evicting = eviction.problem(checks["maxmemory_policy"])
+    policy = checks["maxmemory_policy"]
+    evicting = None if policy is None else eviction.problem(policy)
     if evicting is not None and not allow_eviction:
         problems.append(evicting)
     if checks["model_version"] is None:

@@ -9,8 +9,10 @@ from typing import Any
 import orjson
 from flask import Blueprint, Response, current_app, request
 
-from api import jobs, upload
+from api import jobs, schemas, upload
 from api.errors import ApiError
+from api.inputs import FileUpload, PictureBody, PictureQuery
+from api.openapi import BINARY, TEXT, Operation
 from api.preprocess import ImageError, Seen, preprocess
 from api.services import services
 
@@ -21,12 +23,22 @@ bp = Blueprint("images", __name__)
 
 
 @bp.get("/")
+@Operation({200: ("the page", {"text/html": TEXT})})
 def page() -> Response:
     """Serve the drawing page (its script and style come from the app's static folder)."""
     return current_app.send_static_file("index.html")
 
 
 @bp.post("/v1/predict/image")
+@Operation(
+    {
+        200: ("the label, probabilities and pixels seen", schemas.PictureFinished),
+        202: ("still running after the wait", schemas.PictureAccepted),
+    },
+    errors=(400, 413, 415, 422, 429, 500, 503),
+    query=PictureQuery,
+    body={"multipart/form-data": FileUpload, "image/*": BINARY, "application/json": PictureBody},
+)
 def predict_image() -> Any:
     """Label one picture of a digit, answering like /v1/predict plus what the model saw."""
     seen = _seen(_upload())
@@ -72,88 +84,3 @@ def _seen(data: bytes) -> Seen:
         return preprocess(data)
     except ImageError as error:
         raise ApiError(error.status, error.code, error.message) from None
-
-
-ERROR = {"$ref": "#/components/responses/Error"}
-PIXELS = {
-    "type": "array",
-    "description": "the 28x28 picture the model saw, rows of 0-255, ink bright",
-    "items": {"type": "array", "items": {"type": "integer"}, "minItems": 28, "maxItems": 28},
-    "minItems": 28,
-    "maxItems": 28,
-}
-BOX = {
-    "type": "array",
-    "description": (
-        "where the digit was found: [left, top, right, bottom] in the uploaded picture's pixels"
-        " (right and bottom exclusive; EXIF orientation applied, as the picture is displayed)"
-    ),
-    "items": {"type": "integer", "minimum": 0},
-    "minItems": 4,
-    "maxItems": 4,
-}
-
-
-def _answer(schema: str, description: str) -> dict[str, Any]:
-    with_pixels = {
-        "type": "object",
-        "properties": {"pixels": PIXELS, "box": BOX},
-        "required": ["pixels", "box"],
-    }
-    body = {"allOf": [{"$ref": f"#/components/schemas/{schema}"}, with_pixels]}
-    return {"description": description, "content": {"application/json": {"schema": body}}}
-
-
-# This blueprint's part of /openapi.json, in the same terms as `api.openapi`.
-OPENAPI_PATHS: dict[str, Any] = {
-    "/": {
-        "get": {
-            "summary": "The drawing page",
-            "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}},
-        }
-    },
-    "/v1/predict/image": {
-        "post": {
-            "summary": "Label one picture of a digit (PNG, JPEG, GIF, BMP or WebP)",
-            "parameters": [
-                {
-                    "name": "wait",
-                    "in": "query",
-                    "required": False,
-                    "description": "seconds to wait for the result, as for /v1/predict",
-                    "schema": {"type": "number", "minimum": 0},
-                }
-            ],
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "multipart/form-data": {
-                        "schema": {
-                            "type": "object",
-                            "properties": {"file": {"type": "string", "format": "binary"}},
-                            "required": ["file"],
-                        }
-                    },
-                    "image/*": {"schema": {"type": "string", "format": "binary"}},
-                    "application/json": {
-                        "schema": {
-                            "type": "object",
-                            "properties": {
-                                "image": {
-                                    "type": "string",
-                                    "description": "an RFC 2397 base64 data URL of the picture",
-                                }
-                            },
-                            "required": ["image"],
-                        }
-                    },
-                },
-            },
-            "responses": {
-                "200": _answer("JobFinished", "the label, probabilities and pixels seen"),
-                "202": _answer("JobAccepted", "still running after the wait"),
-                **dict.fromkeys(("400", "413", "415", "422", "429", "500", "503"), ERROR),
-            },
-        }
-    },
-}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from flask import Blueprint, request, url_for
@@ -18,20 +18,33 @@ from api import (
     microbatch,
     payload,
     pixel_encoding,
+    schemas,
     upload,
 )
 from api.errors import ApiError
+from api.inputs import EncodingQuery, ImagesBody, PredictQuery
+from api.openapi import Operation
 from api.services import Services, services
 from store import groups, results
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1")
 
 QUEUED = {JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED, JobStatus.CREATED}
-Answer = tuple[dict[str, Any], int, dict[str, str]]  # body, status, headers
+Answer = tuple[schemas.JobFinished | schemas.JobAccepted, int, dict[str, str]]  # and headers
+BODY_ERRORS = (400, 413, 415, 422, 429, 503)
 DROPPED = "dropped unrun: no worker took it before its queue TTL ran out"
 
 
 @bp.post("/predict")
+@Operation(
+    {
+        200: ("the labels", schemas.JobFinished),
+        202: ("still running after the wait", schemas.JobAccepted),
+    },
+    errors=(*BODY_ERRORS, 500),
+    query=PredictQuery,
+    body=ImagesBody,
+)
 def predict() -> Any:
     """Label the images, waiting up to ?wait= seconds; 202 with a status URL after that."""
     found = services()
@@ -57,6 +70,9 @@ def answer(found: Services, pixels: NDArray[np.uint8]) -> Answer:
 
 
 @bp.post("/jobs")
+@Operation(
+    {202: ("queued", schemas.JobAccepted)}, errors=BODY_ERRORS, query=EncodingQuery, body=ImagesBody
+)
 def create_job() -> Any:
     """Queue the images and answer at once with the job's status URL."""
     found = services()
@@ -66,6 +82,7 @@ def create_job() -> Any:
 
 
 @bp.get("/jobs/<job_id>")
+@Operation({200: ("the job", schemas.JobStatus)}, errors=(404, 410, 503))
 def job_status(job_id: str) -> Any:
     """Report a job: queued, started, finished (with labels) or failed (with the error).
 
@@ -103,7 +120,7 @@ def _accepted(job_id: str) -> Answer:
     )
 
 
-def _finished(job_id: str, result: results.Result) -> dict[str, Any]:
+def _finished(job_id: str, result: results.Result) -> schemas.JobFinished:
     access.note(job_id=job_id, model_version=result.model_version)
     return {
         "job_id": job_id,
@@ -112,11 +129,11 @@ def _finished(job_id: str, result: results.Result) -> dict[str, Any]:
         "probabilities": result.probabilities,
         "confidence": result.confidence,
         "uncertain": result.uncertain,
-        "model_version": result.model_version,
+        "model_version": cast(str, result.model_version),  # a finished result names one
     }
 
 
-def _pending(found: Services, job_id: str, group_id: str) -> dict[str, Any]:
+def _pending(found: Services, job_id: str, group_id: str) -> schemas.JobStatus:
     """Report a job that has no result from its group's job, or 404 when there is none.
 
     A request rides on its group's job, named after the group's first member.

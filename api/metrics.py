@@ -34,6 +34,7 @@ from prometheus_client.core import (
 from prometheus_client.multiprocess import MultiProcessCollector
 from redis.exceptions import RedisError
 
+from api.openapi import TEXT, Operation
 from api.services import Services, services
 from store import jobstats, liveness, registry, restarts
 
@@ -80,6 +81,7 @@ def observe(method: str, route: str, status: int, seconds: float, rows: int | No
 
 
 @bp.get("/metrics")
+@Operation({200: ("Prometheus text exposition format", {"text/plain": TEXT})})
 def metrics() -> Response:
     """Serve every metric in Prometheus's text format."""
     service = CollectorRegistry(auto_describe=False)
@@ -168,19 +170,3 @@ def _job_families(totals: jobstats.Totals) -> Iterator[Metric]:
 
 def _bound(bound: float) -> str:
     return "+Inf" if bound == jobstats.INF else repr(bound)
-
-
-# This blueprint's part of /openapi.json, in the same terms as `api.openapi`.
-OPENAPI_PATHS = {
-    "/metrics": {
-        "get": {
-            "summary": "Prometheus metrics: requests, queue depth, workers, model, job timings",
-            "responses": {
-                "200": {
-                    "description": "Prometheus text exposition format",
-                    "content": {"text/plain": {"schema": {"type": "string"}}},
-                }
-            },
-        }
-    }
-}

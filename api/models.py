@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-from typing import Any
+from typing import cast
 
 from flask import Blueprint
 
+from api import schemas
 from api.errors import ApiError
+from api.openapi import Operation
 from api.services import services
 from store import registry
 
@@ -15,21 +16,31 @@ bp = Blueprint("models", __name__, url_prefix="/v1")
 
 
 @bp.get("/models")
-def list_models() -> Any:
+@Operation({200: ("the registry", schemas.Models)}, errors=(503,))
+def list_models() -> schemas.Models:
     """List published models, newest first: which is current, which a worker refused."""
     redis = services().redis
     current = registry.current(redis)
-    refused = registry.refusals(redis)
-    models = [
-        asdict(record)
-        | {"current": record.version == current, "refused": refused.get(record.version)}
+    refused = cast(dict[str, schemas.Refusal], registry.refusals(redis))
+    models: list[schemas.Model] = [
+        {
+            "version": record.version,
+            "metadata": record.metadata,
+            "published_at": record.published_at,
+            "size": record.size,
+            "current": record.version == current,
+            "refused": refused.get(record.version),
+        }
         for record in registry.records(redis)
     ]
     return {"current": current, "models": models}
 
 
 @bp.post("/models/<version>/activate")
-def activate(version: str) -> Any:
+@Operation(
+    {200: ("workers switch before their next job", schemas.Activated)}, errors=(404, 409, 503)
+)
+def activate(version: str) -> schemas.Activated:
     """Make a published version current; workers switch before their next job."""
     try:
         previous = registry.activate(services().redis, version)

@@ -1,419 +1,209 @@
-"""The OpenAPI 3 description of every route, served at /openapi.json."""
+"""The OpenAPI 3.1 document, served at /openapi.json, generated from the routes themselves.
+
+Each view declares what it takes and answers with `@Operation(...)`, naming shapes from
+`api.inputs` and `api.schemas`: the path comes from its route, the summary from its
+docstring, and pydantic writes every JSON Schema (components/schemas). Keywords that are
+settings (`x-setting` in a shape, e.g. the most images per request) take this app's values,
+and `api.auth` adds the bearer scheme where this app requires it. Built once per app.
+
+The assembly is our own: the libraries that do it for Flask (spectree, flask-openapi3,
+flask-smorest) also validate every request through their models, which the pixel routes
+must not pay for, and fix limits at import time where ours are each app's settings.
+"""
 
 from __future__ import annotations
 
-import sys
-from typing import Any
+import functools
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
 
 from flask import Blueprint, Flask, current_app
+from pydantic import TypeAdapter
+from pydantic.json_schema import GenerateJsonSchema
+from werkzeug.routing import Rule
 
-from api import auth, pixel_encoding
+from api import auth, inputs, schemas
 
 bp = Blueprint("openapi", __name__)
 
-ID = {"type": "string", "pattern": "^[0-9a-f]{32}$"}
-VERSION = {"type": "string", "pattern": "^[0-9a-f]{16}$"}
-NULLABLE_TEXT = {"type": "string", "nullable": True}
+ATTRIBUTE = "openapi_operation"  # where a view keeps its Operation
+EXTENSION = "digits.openapi"  # the app's document, once built
+REF = "#/components/schemas/{model}"
 ERROR = {"$ref": "#/components/responses/Error"}
-IMAGE = {
-    "type": "array",
-    "items": {"type": "integer", "minimum": 0, "maximum": 255},
-    "minItems": 784,
-    "maxItems": 784,
-}
+TEXT = {"type": "string"}
+BINARY = {"type": "string", "format": "binary"}
+Mode = Literal["validation", "serialization"]
+View = TypeVar("View", bound=Callable[..., Any])
+# A body: a shape sent as JSON, or {media type: shape or JSON Schema}.
+Content = Any
+
+
+@dataclass(frozen=True)
+class Operation:
+    """What a view takes and answers; decorate the view with it.
+
+    `responses` maps a status to (description, content); `errors` are the statuses answered
+    with the one error shape; `query` and `headers` are TypedDicts of the parameters.
+    """
+
+    responses: Mapping[int, tuple[str, Content]]
+    errors: tuple[int, ...] = ()
+    query: Any = None
+    headers: Any = None
+    body: Content = None
+    body_required: bool = True
+    description: str | None = None
+
+    def __call__(self, view: View) -> View:
+        """Attach this operation to `view`, unchanged otherwise."""
+        setattr(view, ATTRIBUTE, self)
+        return view
 
 
 @bp.get("/openapi.json")
+@Operation({200: ("the OpenAPI document", schemas.Document)})
 def openapi_json() -> Any:
-    """Serve the OpenAPI document."""
+    """This document."""
     return document(current_app)
 
 
 def document(app: Flask) -> dict[str, Any]:
-    """Return the OpenAPI 3.0 document for the app's routes and limits.
+    """Return the app's OpenAPI 3.1 document: every route whose view declares an Operation."""
+    if EXTENSION not in app.extensions:
+        app.extensions[EXTENSION] = auth.describe(_build(app), app)
+    built: dict[str, Any] = app.extensions[EXTENSION]
+    return built
 
-    A blueprint module may add its own routes as a module-level `OPENAPI_PATHS` dict.
-    """
-    paths = _paths(app.config)
-    for blueprint in app.blueprints.values():
-        paths |= getattr(sys.modules[blueprint.import_name], "OPENAPI_PATHS", {})
+
+def _build(app: Flask) -> dict[str, Any]:
+    components = _Components()
+    paths: dict[str, dict[str, Any]] = {}
+    for rule in app.url_map.iter_rules():
+        declared = getattr(app.view_functions[rule.endpoint], ATTRIBUTE, None)
+        if declared is None:
+            continue
+        summary = _summary(app.view_functions[rule.endpoint])
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            item = paths.setdefault(auth.openapi_path(rule.rule), {})
+            item[method.lower()] = _operation(declared, summary, rule, components)
+    error = components.schema(schemas.Error, "serialization")
     described = {
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",
         "info": {
             "title": "digits",
             "version": "1",
-            "description": "Handwritten digits in, labels out: JSON pixels or Kaggle CSVs.",
+            "description": "Handwritten digits in, labels out: JSON pixels, pictures, Kaggle "
+            "CSVs and streams.",
         },
         "paths": paths,
-        "components": {"schemas": _schemas(app.config), "responses": _responses()},
-    }
-    return auth.describe(described, app)
-
-
-def _paths(config: Any) -> dict[str, Any]:
-    images_body = {
-        "required": True,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ImagesBody"}}},
-    }
-    wait = {
-        "name": "wait",
-        "in": "query",
-        "required": False,
-        "description": f"seconds to wait for the result (default {config['DIGITS_WAIT']:g})",
-        "schema": {"type": "number", "minimum": 0, "maximum": config["DIGITS_MAX_WAIT"]},
-    }
-    encoding = pixel_encoding.PARAMETER
-    body_errors = dict.fromkeys(("400", "413", "415", "422", "429", "503"), ERROR)
-    return {
-        "/healthz": {"get": _op("Liveness", {"200": _json("Health", "the process is up")})},
-        "/readyz": {
-            "get": _op(
-                "Readiness: Redis answers, a model is active, a worker is alive",
-                {"200": _json("Ready", "ready to serve"), "503": ERROR},
-            )
-        },
-        "/openapi.json": {
-            "get": _op("This document", {"200": _json("Document", "the OpenAPI document")})
-        },
-        "/v1/predict": {
-            "post": _op(
-                "Label images, waiting for the answer",
-                {
-                    "200": _json("JobFinished", "the labels"),
-                    "202": _json("JobAccepted", "still running after the wait"),
-                    "500": ERROR,
-                    **body_errors,
-                },
-                parameters=[wait, encoding],
-                requestBody=images_body,
-            )
-        },
-        "/v1/jobs": {
-            "post": _op(
-                "Queue images and answer at once",
-                {"202": _json("JobAccepted", "queued"), **body_errors},
-                parameters=[encoding],
-                requestBody=images_body,
-            )
-        },
-        "/v1/jobs/{job_id}": {
-            "get": _op(
-                "A job's status and, once finished, its labels",
-                {"200": _json("JobStatus", "the job"), "404": ERROR, "410": ERROR, "503": ERROR},
-                parameters=[_path_id("job_id", ID)],
-            )
-        },
-        "/v1/batches": {
-            "post": _op(
-                "Upload a Kaggle CSV (with or without a label column) to label every row",
-                {"202": _json("BatchAccepted", "queued"), **body_errors},
-                description=(
-                    "The CSV as text/csv (Content-Encoding: gzip allowed), or Kaggle's zip (its "
-                    "test.csv or its only CSV) or a .csv.gz as they are. A leading ImageId column "
-                    "numbers the submission; a pandas index column is ignored; all-empty rows "
-                    "are skipped and counted. Limits: MAX_CONTENT_LENGTH bytes as sent, "
-                    "DIGITS_MAX_ROWS rows, and 6,400 bytes per row allowed uncompressed."
-                ),
-                parameters=[encoding],
-                requestBody={
-                    "required": True,
-                    "content": {
-                        "text/csv": {"schema": {"type": "string"}},
-                        "application/zip": {"schema": {"type": "string", "format": "binary"}},
-                        "application/gzip": {"schema": {"type": "string", "format": "binary"}},
-                        "multipart/form-data": {
-                            "schema": {
-                                "type": "object",
-                                "properties": {"file": {"type": "string", "format": "binary"}},
-                                "required": ["file"],
-                            }
-                        },
-                    },
-                },
-            )
-        },
-        "/v1/batches/{batch_id}": {
-            "get": _op(
-                "A batch's progress",
-                {"200": _json("Batch", "the batch"), "404": ERROR, "410": ERROR, "503": ERROR},
-                parameters=[_path_id("batch_id", ID)],
-            )
-        },
-        "/v1/batches/{batch_id}/submission.csv": _batch_csv(
-            "The Kaggle submission (ImageId,Label) of a finished batch",
-            "ImageId from the upload's ImageId column, else 1-based in upload order",
-        ),
-        "/v1/batches/{batch_id}/results.csv": _batch_csv(
-            "Every row's label, confidence and uncertain flag of a finished batch",
-            "ImageId,Label,Confidence,Uncertain; ImageId as in submission.csv, Confidence the "
-            "calibrated top probability (4 decimals), Uncertain 1 or 0",
-        ),
-        "/v1/models": {
-            "get": _op(
-                "Published models, newest first",
-                {"200": _json("Models", "the registry"), "503": ERROR},
-            )
-        },
-        "/v1/models/{version}/activate": {
-            "post": _op(
-                "Make a published model current (switch or roll back)",
-                {
-                    "200": _json("Activated", "workers switch before their next job"),
-                    "404": ERROR,
-                    "409": ERROR,
-                    "503": ERROR,
-                },
-                parameters=[_path_id("version", VERSION)],
-            )
-        },
-    }
-
-
-def _schemas(config: Any) -> dict[str, Any]:
-    probabilities = {
-        "type": "array",
-        "items": {
-            "type": "array",
-            "items": {"type": "number"},
-            "minItems": 10,
-            "maxItems": 10,
-        },
-    }
-    labels = {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 9}}
-    confidence = {
-        "type": "array",
-        "description": "per image: the calibrated top probability",
-        "items": {"type": "number", "minimum": 0, "maximum": 1},
-    }
-    uncertain = {
-        "type": "array",
-        "description": "per image: not sure, or not one digit; send it to a person",
-        "items": {"type": "boolean"},
-    }
-    return {
-        "ImagesBody": {
-            "oneOf": [
-                _closed({"pixels": IMAGE}),
-                _closed(
-                    {
-                        "images": {
-                            "type": "array",
-                            "items": IMAGE,
-                            "minItems": 1,
-                            "maxItems": config["DIGITS_MAX_IMAGES"],
+        "components": {
+            "schemas": components.found,
+            "responses": {
+                "Error": {
+                    "description": "any error: {error: {code, message}}",
+                    "headers": {
+                        "Retry-After": {
+                            "description": "on 429 and 503: seconds to wait before trying again",
+                            "schema": {"type": "integer", "minimum": 1},
                         }
-                    }
-                ),
-            ]
-        },
-        "Error": {
-            "type": "object",
-            "properties": {
-                "error": _object(
-                    {"code": {"type": "string"}, "message": {"type": "string"}},
-                    ["code", "message"],
-                ),
-                "checks": {"$ref": "#/components/schemas/Checks"},
-            },
-            "required": ["error"],
-        },
-        "Health": _object({"status": {"type": "string", "enum": ["ok"]}}, ["status"]),
-        "Checks": _object(
-            {
-                "redis": {"type": "boolean"},
-                "model_version": NULLABLE_TEXT,
-                "workers": {"type": "integer", "minimum": 0},
-                "maxmemory_policy": NULLABLE_TEXT,
-            },
-            ["redis", "model_version", "workers", "maxmemory_policy"],
-        ),
-        "Ready": _object(
-            {
-                "status": {"type": "string", "enum": ["ready"]},
-                "checks": {"$ref": "#/components/schemas/Checks"},
-            },
-            ["status", "checks"],
-        ),
-        "Document": {"type": "object", "required": ["openapi", "paths"]},
-        "JobAccepted": _object(
-            {
-                "job_id": ID,
-                "status": {"type": "string", "enum": ["queued"]},
-                "status_url": {"type": "string"},
-            },
-            ["job_id", "status", "status_url"],
-        ),
-        "JobFinished": _object(
-            {
-                "job_id": ID,
-                "status": {"type": "string", "enum": ["finished"]},
-                "labels": labels,
-                "probabilities": probabilities,
-                "confidence": confidence,
-                "uncertain": uncertain,
-                "model_version": VERSION,
-            },
-            [
-                "job_id",
-                "status",
-                "labels",
-                "probabilities",
-                "confidence",
-                "uncertain",
-                "model_version",
-            ],
-        ),
-        "JobStatus": _object(
-            {
-                "job_id": ID,
-                "status": {"type": "string", "enum": ["queued", "started", "finished", "failed"]},
-                "labels": labels,
-                "probabilities": probabilities,
-                "confidence": confidence,
-                "uncertain": uncertain,
-                "model_version": VERSION,
-                "error": {"type": "string"},
-                "message": {"type": "string"},
-            },
-            ["job_id", "status"],
-        ),
-        "BatchAccepted": _object(
-            {
-                "batch_id": ID,
-                "status": {"type": "string", "enum": ["queued"]},
-                "rows": {"type": "integer", "minimum": 1},
-                "chunks": {"type": "integer", "minimum": 1},
-                "skipped_rows": {"type": "integer", "minimum": 0},
-                "has_labels": {"type": "boolean"},
-                "status_url": {"type": "string"},
-                "submission_url": {"type": "string"},
-            },
-            [
-                "batch_id",
-                "status",
-                "rows",
-                "skipped_rows",
-                "chunks",
-                "has_labels",
-                "status_url",
-                "submission_url",
-            ],
-        ),
-        "Batch": _object(
-            {
-                "batch_id": ID,
-                "status": {"type": "string", "enum": ["queued", "running", "finished", "failed"]},
-                "rows": {"type": "integer", "minimum": 1},
-                "rows_done": {"type": "integer", "minimum": 0},
-                "uncertain_rows": {
-                    "type": "integer",
-                    "minimum": 0,
-                    "description": "rows done so far flagged uncertain",
-                },
-                "chunks": {"type": "integer", "minimum": 1},
-                "model_version": {**VERSION, "nullable": True},
-                "model_versions": {"type": "array", "items": VERSION},
-                "accuracy": {"type": "number", "minimum": 0, "maximum": 1, "nullable": True},
-                "created_at": {"type": "string", "format": "date-time"},
-                "started_at": {**NULLABLE_TEXT, "format": "date-time"},
-                "finished_at": {**NULLABLE_TEXT, "format": "date-time"},
-                "error": {"type": "string"},
-                "message": {"type": "string"},
-                "submission_url": {"type": "string"},
-                "results_url": {"type": "string"},
-            },
-            [
-                "batch_id",
-                "status",
-                "rows",
-                "rows_done",
-                "uncertain_rows",
-                "chunks",
-                "model_version",
-                "model_versions",
-                "created_at",
-                "started_at",
-                "finished_at",
-                "submission_url",
-                "results_url",
-            ],
-        ),
-        "Model": _object(
-            {
-                "version": VERSION,
-                "metadata": {"type": "object"},
-                "published_at": {"type": "string", "format": "date-time"},
-                "size": {"type": "integer", "minimum": 0},
-                "current": {"type": "boolean"},
-                "refused": {
-                    **_object(
-                        {
-                            "error": {"type": "string"},
-                            "at": {"type": "string", "format": "date-time"},
-                        },
-                        ["error", "at"],
-                    ),
-                    "nullable": True,
-                    "description": "why a worker would not load it (it kept its model)",
-                },
-            },
-            ["version", "metadata", "published_at", "size", "current", "refused"],
-        ),
-        "Models": _object(
-            {
-                "current": {**VERSION, "nullable": True},
-                "models": {"type": "array", "items": {"$ref": "#/components/schemas/Model"}},
-            },
-            ["current", "models"],
-        ),
-        "Activated": _object(
-            {"current": VERSION, "previous": {**VERSION, "nullable": True}},
-            ["current", "previous"],
-        ),
-    }
-
-
-def _responses() -> dict[str, Any]:
-    return {
-        "Error": {
-            "description": "any error: {error: {code, message}}",
-            "headers": {
-                "Retry-After": {
-                    "description": "on 429 and 503: seconds to wait before trying again",
-                    "schema": {"type": "integer", "minimum": 1},
+                    },
+                    "content": {"application/json": {"schema": error}},
                 }
             },
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        },
+    }
+    return _settle(described, app.config)
+
+
+def _summary(view: Callable[..., Any]) -> str:
+    return (view.__doc__ or view.__name__).strip().splitlines()[0]
+
+
+def _operation(
+    declared: Operation, summary: str, rule: Rule, components: _Components
+) -> dict[str, Any]:
+    responses: dict[str, Any] = {
+        str(status): {"description": text, "content": components.content(body, "serialization")}
+        for status, (text, body) in declared.responses.items()
+    }
+    responses |= {str(status): ERROR for status in declared.errors}
+    found: dict[str, Any] = {"summary": summary, "responses": responses}
+    if declared.description is not None:
+        found["description"] = declared.description
+    path = re.findall(r"<(?:[^:<>]+:)?([^<>]+)>", rule.rule)
+    parameters = _parameters(inputs.PathArguments, "path", path)
+    parameters += _parameters(declared.query, "query")
+    parameters += _parameters(declared.headers, "header")
+    if parameters:
+        found["parameters"] = parameters
+    if declared.body is not None:
+        found["requestBody"] = {
+            "required": declared.body_required,
+            "content": components.content(declared.body, "validation"),
         }
-    }
+    return found
 
 
-def _batch_csv(summary: str, description: str) -> dict[str, Any]:
-    """A CSV of a finished batch: 409 until it is finished."""
-    csv = {"description": description, "content": {"text/csv": {"schema": {"type": "string"}}}}
-    responses = {"200": csv, **dict.fromkeys(("404", "409", "410", "503"), ERROR)}
-    return {"get": _op(summary, responses, parameters=[_path_id("batch_id", ID)])}
+def _parameters(shape: Any, where: str, names: list[str] | None = None) -> list[dict[str, Any]]:
+    """The fields of a TypedDict as parameters (`names` only, in that order, if given)."""
+    if shape is None:
+        return []
+    described = _adapter(shape).json_schema(schema_generator=_Untitled)
+    fields, required = described["properties"], set(described.get("required", ()))
+    found = []
+    for name in fields if names is None else names:
+        schema = dict(fields[name])
+        parameter: dict[str, Any] = {"name": name, "in": where}
+        parameter["required"] = where == "path" or name in required
+        if "description" in schema:
+            parameter["description"] = schema.pop("description")
+        found.append(parameter | {"schema": schema})
+    return found
 
 
-def _op(summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    return {"summary": summary, "responses": responses, **extra}
+class _Components:
+    """The JSON Schemas of the shapes named so far, as components/schemas."""
+
+    def __init__(self) -> None:
+        self.found: dict[str, Any] = {}
+
+    def schema(self, shape: Any, mode: Mode) -> dict[str, Any]:
+        """Return a reference to `shape`'s schema (or the schema), keeping what it names."""
+        refs, defs = TypeAdapter.json_schemas(
+            [(0, mode, _adapter(shape))], ref_template=REF, schema_generator=_Untitled
+        )
+        self.found |= defs.get("$defs", {})
+        return refs[0, mode]
+
+    def content(self, body: Content, mode: Mode) -> dict[str, Any]:
+        """Return a content map: JSON for a shape, else each media type's shape or schema."""
+        media = body if isinstance(body, dict) else {"application/json": body}
+        return {
+            kind: {"schema": given if isinstance(given, dict) else self.schema(given, mode)}
+            for kind, given in media.items()
+        }
 
 
-def _json(schema: str, description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
-    }
+@functools.cache
+def _adapter(shape: Any) -> TypeAdapter[Any]:
+    return TypeAdapter(shape)
 
 
-def _path_id(name: str, schema: dict[str, Any]) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "schema": schema}
+class _Untitled(GenerateJsonSchema):
+    """Pydantic's schemas without a title on every field (names say it already)."""
+
+    def field_title_should_be_set(self, schema: Any) -> bool:
+        """Set no field titles."""
+        return False
 
 
-def _object(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
-    return {"type": "object", "properties": properties, "required": required}
-
-
-def _closed(properties: dict[str, Any]) -> dict[str, Any]:
-    """An object of exactly these properties: the API refuses any other field."""
-    return {**_object(properties, list(properties)), "additionalProperties": False}
+def _settle(node: Any, config: Mapping[str, Any]) -> Any:
+    """Replace every `x-setting` {keyword: setting name} with the keywords' configured values."""
+    if isinstance(node, list):
+        return [_settle(item, config) for item in node]
+    if not isinstance(node, dict):
+        return node
+    settled = {key: _settle(value, config) for key, value in node.items() if key != "x-setting"}
+    return settled | {key: config[name] for key, name in node.get("x-setting", {}).items()}

@@ -18,7 +18,6 @@ value is exactly 1 is a thresholded one (all zeros is blank, not wrongly encoded
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -35,18 +34,6 @@ _RING = np.ones((SIDE, SIDE), dtype=bool)
 _RING[FRAME:-FRAME, FRAME:-FRAME] = False
 FRAME_PIXELS = np.flatnonzero(_RING)  # the 208 indices of the outer frame in a 784 vector
 TO_IMAGE = "?encoding=as-is to keep it as it is, or send the picture to POST /v1/predict/image"
-PARAMETER: dict[str, Any] = {  # ?encoding= in /openapi.json, on every route that takes raw pixels
-    "name": "encoding",
-    "in": "query",
-    "required": False,
-    "description": (
-        "how the pixels are encoded. mnist (default): light ink on black, 0-255; inverted"
-        " or thresholded (0/1) images are refused with 422 wrong_encoding. inverted: dark"
-        " on light, converted with 255 - x. binary: 0/1 values, converted with x * 255."
-        " as-is: used unchanged, unchecked"
-    ),
-    "schema": {"type": "string", "enum": list(ENCODINGS), "default": ENCODINGS[0]},
-}
 
 
 def parse(raw: str | None) -> str:

@@ -14,9 +14,12 @@ from typing import Any
 import orjson
 from flask import Blueprint, Response, request, url_for
 
-from api import access, pixel_encoding, stream_input, stream_output
+from api import access, pixel_encoding, schemas, stream_input, stream_output
 from api.errors import ApiError
+from api.inputs import EncodingQuery, FollowQuery, StreamSettings
+from api.openapi import TEXT, Operation
 from api.payload import parse_wait
+from api.schemas import MAX_COUNT
 from api.services import Services, services
 from store import streams
 
@@ -24,10 +27,15 @@ bp = Blueprint("streams", __name__, url_prefix="/v1")
 
 NDJSON_TYPES = {"application/x-ndjson", "application/jsonl", "application/json-lines"}
 CSV_TYPES = {"text/csv", "application/csv"}
-MAX_COUNT = 1_000_000_000
+STREAM = ("the stream's counts and URLs", schemas.Stream)
+ANSWERS = (
+    "one answer per line (NDJSON) or per event (SSE): out_id, in_id, id, label, confidence, "
+    "uncertain, probabilities, model_version, or error"
+)
 
 
 @bp.post("/streams/<name>")
+@Operation({200: STREAM, 201: STREAM}, errors=(400, 503), body=StreamSettings, body_required=False)
 def create_stream(name: str) -> Any:
     """Create stream `name` (201), or confirm it exists (200)."""
     found = services()
@@ -38,12 +46,23 @@ def create_stream(name: str) -> Any:
 
 
 @bp.get("/streams/<name>")
+@Operation({200: STREAM}, errors=(400, 404, 503))
 def stream(name: str) -> Any:
     """Report a stream's inputs waiting, answers and dead letters kept, and its last answer."""
     return streams.info(services().redis, _existing(name)) | _urls(name)
 
 
 @bp.post("/streams/<name>/in")
+@Operation(
+    {202: ("added: the first and last entry ids and how many", schemas.StreamAdded)},
+    errors=(400, 404, 413, 415, 422, 503),
+    query=EncodingQuery,
+    body={
+        "application/x-ndjson": TEXT
+        | {"description": '{"pixels": [784 ints], "id"?: "..."} per line'},
+        "text/csv": TEXT | {"description": "a Kaggle CSV, header first"},
+    },
+)
 def add_inputs(name: str) -> Any:
     """Add one input entry per NDJSON line or CSV row of the body; 202 with the entry ids."""
     _existing(name)
@@ -54,6 +73,11 @@ def add_inputs(name: str) -> Any:
 
 
 @bp.get("/streams/<name>/out")
+@Operation(
+    {200: (ANSWERS, {"application/x-ndjson": TEXT, "text/event-stream": TEXT})},
+    errors=(400, 404, 503),
+    query=FollowQuery,
+)
 def answers(name: str) -> Response:
     """Stream answers as they are written: NDJSON, or SSE with Accept: text/event-stream."""
     found = services()
@@ -107,6 +131,8 @@ def _maxlen(default: int) -> int:
     if not isinstance(settings, dict) or settings.keys() - {"maxlen"}:
         raise ApiError(400, "invalid_json", 'the body is empty or {"maxlen": N}')
     maxlen = settings.get("maxlen", default)
+    if type(maxlen) is float and maxlen.is_integer():  # JSON Schema's integers include 5.0
+        maxlen = int(maxlen)
     if type(maxlen) is not int or not 1 <= maxlen <= MAX_COUNT:
         raise ApiError(400, "invalid_parameter", f"maxlen must be an integer 1-{MAX_COUNT}")
     return maxlen
@@ -143,145 +169,3 @@ def _urls(name: str) -> dict[str, str]:
         "in_url": url_for("streams.add_inputs", name=name),
         "out_url": url_for("streams.answers", name=name),
     }
-
-
-ERROR = {"$ref": "#/components/responses/Error"}
-NAME = {
-    "name": "name",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string", "pattern": streams.NAME.pattern.join("^$")},
-}
-STREAM = {
-    "description": "the stream's counts and URLs",
-    "content": {
-        "application/json": {
-            "schema": {
-                "type": "object",
-                "properties": {
-                    "name": {"type": "string"},
-                    "inputs": {"type": "integer", "description": "inputs not yet answered"},
-                    "answers": {"type": "integer", "description": "answers kept"},
-                    "dead": {"type": "integer", "description": "dead letters kept"},
-                    "last_answer_id": {"type": "string"},
-                    "in_url": {"type": "string"},
-                    "out_url": {"type": "string"},
-                },
-                "required": ["name", "inputs", "answers", "dead", "last_answer_id"],
-            }
-        }
-    },
-}
-ANSWERS = (
-    "one answer per line (NDJSON) or per event (SSE): out_id, in_id, id, label, confidence, "
-    "uncertain, probabilities, model_version, or error"
-)
-# This blueprint's part of /openapi.json, in the same terms as `api.openapi`.
-OPENAPI_PATHS: dict[str, Any] = {
-    "/v1/streams/{name}": {
-        "post": {
-            "summary": "Create a stream (201) or confirm it exists (200); admin key if keys are on",
-            "parameters": [NAME],
-            "requestBody": {
-                "required": False,
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "type": "object",
-                            "properties": {
-                                "maxlen": {"type": "integer", "minimum": 1, "maximum": MAX_COUNT}
-                            },
-                            "additionalProperties": False,
-                        }
-                    }
-                },
-            },
-            "responses": {"200": STREAM, "201": STREAM, "400": ERROR, "503": ERROR},
-        },
-        "get": {
-            "summary": "A stream's inputs waiting, answers and dead letters kept",
-            "parameters": [NAME],
-            "responses": {"200": STREAM, "400": ERROR, "404": ERROR, "503": ERROR},
-        },
-    },
-    "/v1/streams/{name}/in": {
-        "post": {
-            "summary": "Add one input per NDJSON line or Kaggle CSV row, of any length",
-            "parameters": [NAME, pixel_encoding.PARAMETER],
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/x-ndjson": {
-                        "schema": {
-                            "type": "string",
-                            "description": '{"pixels": [784 ints], "id"?: "..."} per line',
-                        }
-                    },
-                    "text/csv": {
-                        "schema": {"type": "string", "description": "a Kaggle CSV, header first"}
-                    },
-                },
-            },
-            "responses": {
-                "202": {
-                    "description": "added: the first and last entry ids and how many",
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "properties": {
-                                    "stream": {"type": "string"},
-                                    "first_id": {"type": "string"},
-                                    "last_id": {"type": "string"},
-                                    "count": {"type": "integer", "minimum": 1},
-                                },
-                                "required": ["stream", "first_id", "last_id", "count"],
-                            }
-                        }
-                    },
-                },
-                **dict.fromkeys(("400", "404", "413", "415", "422", "503"), ERROR),
-            },
-        }
-    },
-    "/v1/streams/{name}/out": {
-        "get": {
-            "summary": "Follow the answers as written: NDJSON, or SSE (Accept: text/event-stream)",
-            "parameters": [
-                NAME,
-                {
-                    "name": "after",
-                    "in": "query",
-                    "required": False,
-                    "schema": {
-                        "type": "string",
-                        "pattern": stream_output.ENTRY_ID.pattern.join("^$"),
-                    },
-                },
-                {
-                    "name": "count",
-                    "in": "query",
-                    "required": False,
-                    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_COUNT},
-                },
-                {
-                    "name": "wait",
-                    "in": "query",
-                    "required": False,
-                    "description": "idle seconds before it ends (capped at DIGITS_STREAM_MAX_WAIT)",
-                    "schema": {"type": "number", "minimum": 0},
-                },
-            ],
-            "responses": {
-                "200": {
-                    "description": ANSWERS,
-                    "content": {
-                        "application/x-ndjson": {"schema": {"type": "string"}},
-                        "text/event-stream": {"schema": {"type": "string"}},
-                    },
-                },
-                **dict.fromkeys(("400", "404", "503"), ERROR),
-            },
-        }
-    },
-}

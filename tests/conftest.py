@@ -13,6 +13,7 @@ from typing import TypeVar
 
 import numpy as np
 import pytest
+import shapes
 from flask import Flask
 from flask.testing import FlaskClient
 from processes import (
@@ -111,7 +112,8 @@ def fresh_model_cache(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def app(redis_conn: Redis, redis_url: str) -> Flask:
     """The app on the test database, with small chunks so batches have several."""
-    return create_app({"REDIS_URL": redis_url, "TESTING": True, "DIGITS_CHUNK_ROWS": 40})
+    app = create_app({"REDIS_URL": redis_url, "TESTING": True, "DIGITS_CHUNK_ROWS": 40})
+    return shapes.install(app)  # every answer checked against its declared shape
 
 
 @pytest.fixture

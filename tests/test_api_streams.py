@@ -46,6 +46,12 @@ def sse_events(body: bytes) -> list[tuple[str, dict]]:
     return events
 
 
+def test_maxlen_may_be_a_whole_float_as_json_schema_counts_integers(client: FlaskClient) -> None:
+    assert client.post("/v1/streams/whole", json={"maxlen": 5.0}).status_code == 201
+    refused = client.post("/v1/streams/half", json={"maxlen": 2.5})
+    assert refused.status_code == 400 and "maxlen" in refused.json["error"]["message"]
+
+
 @pytest.fixture
 def scanner(client: FlaskClient) -> str:
     assert client.post("/v1/streams/scanner").status_code == 201
