@@ -2,9 +2,8 @@
 
 A batch is a hash (rows, chunks, progress counters, timestamps) plus one key per chunk for
 its pixels, its given labels (when the upload had a `label` column), its predicted labels
-and their confidences and uncertain flags. A chunk is counted by an atomic script that
-first adds the chunk number to a set, so a chunk that runs twice (its worker died after
-finishing) is counted once.
+and their confidences and uncertain flags. The API creates and reads them; workers claim and
+count chunks (`store.chunks`).
 """
 
 from __future__ import annotations
@@ -18,40 +17,7 @@ from numpy.typing import NDArray
 from redis import Redis
 from redis.client import Pipeline
 
-from store import codec, keys, lua
-
-# KEYS: record, done set, versions set, labels, pixels, truth, confidence
-# ARGV: chunk, rows, correct, model version, label bytes, ttl, now, confidence bytes, uncertain
-_COMPLETE_CHUNK = lua.script(
-    """
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-if redis.call('SADD', KEYS[2], ARGV[1]) == 0 then return 0 end
-redis.call('SET', KEYS[4], ARGV[5], 'EX', ARGV[6])
-redis.call('SET', KEYS[7], ARGV[8], 'EX', ARGV[6])
-redis.call('HINCRBY', KEYS[1], 'uncertain_rows', ARGV[9])
-redis.call('SADD', KEYS[3], ARGV[4])
-redis.call('EXPIRE', KEYS[2], ARGV[6])
-redis.call('EXPIRE', KEYS[3], ARGV[6])
-redis.call('DEL', KEYS[5], KEYS[6])
-redis.call('HINCRBY', KEYS[1], 'correct', ARGV[3])
-local done = redis.call('HINCRBY', KEYS[1], 'rows_done', ARGV[2])
-if done == tonumber(redis.call('HGET', KEYS[1], 'rows')) then
-  redis.call('HSET', KEYS[1], 'status', 'finished', 'finished_at', ARGV[7])
-end
-return 1
-"""
-)
-
-# KEYS: done set, pixels, truth, record, the registry's current version. ARGV: chunk, now
-_CLAIM_CHUNK = lua.script(
-    """
-if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return {1} end
-local recorded = redis.call('EXISTS', KEYS[4])
-local pixels = redis.call('GET', KEYS[2])
-if recorded == 1 and pixels then redis.call('HSETNX', KEYS[4], 'started_at', ARGV[2]) end
-return {0, recorded, pixels, redis.call('GET', KEYS[3]), redis.call('GET', KEYS[5])}
-"""
-)
+from store import codec, keys
 
 REQUIRED = ("rows", "chunks", "chunk_rows", "rows_done", "correct", "has_labels", "created_at")
 
@@ -87,15 +53,6 @@ class Answers:
     labels: NDArray[np.integer]
     confidence: NDArray[np.floating]
     uncertain: NDArray[np.bool_]
-
-
-@dataclass(frozen=True)
-class ChunkInput:
-    """What a worker needs to label one chunk, and the model to label it with."""
-
-    pixels: NDArray[np.uint8]
-    truth: NDArray[np.uint8] | None
-    current_model: str | None
 
 
 def now() -> str:
@@ -140,66 +97,6 @@ def create(
         if truth is not None:
             pipe.set(keys.batch_truth(batch_id, chunk), codec.labels_to_bytes(truth[rows]), ex=ttl)
     return chunks
-
-
-def claim_chunk(connection: Redis, batch_id: str, chunk: int) -> ChunkInput | None:
-    """Return a chunk's input and the registry's current version; None when it was counted.
-
-    One script: it also marks the batch started, the first time a chunk of it is claimed.
-    """
-    script_keys = [
-        keys.batch_done(batch_id),
-        keys.batch_pixels(batch_id, chunk),
-        keys.batch_truth(batch_id, chunk),
-        keys.batch(batch_id),
-        keys.MODELS_CURRENT,
-    ]
-    reply = lua.run(connection, _CLAIM_CHUNK, script_keys, [str(chunk), now()])
-    if reply[0] == 1:
-        return None
-    _, recorded, pixels, truth, current = reply
-    if not recorded:  # writing started_at would leave a record of that field alone
-        raise Incomplete(f"batch {batch_id} chunk {chunk}: the batch's record is gone")
-    if pixels is None:
-        raise LookupError(f"batch {batch_id} chunk {chunk}: its pixels expired or were deleted")
-    return ChunkInput(
-        pixels=codec.pixels_from_bytes(codec.raw(pixels)),
-        truth=None if truth is None else codec.labels_from_bytes(codec.raw(truth)),
-        current_model=None if current is None else codec.text(current),
-    )
-
-
-def complete_chunk(
-    connection: Redis,
-    batch_id: str,
-    chunk: int,
-    answers: Answers,
-    correct: int,
-    model_version: str,
-    ttl: int,
-) -> bool:
-    """Store a chunk's answers and count it, once; return False if it was already counted."""
-    script_keys = [
-        keys.batch(batch_id),
-        keys.batch_done(batch_id),
-        keys.batch_versions(batch_id),
-        keys.batch_labels(batch_id, chunk),
-        keys.batch_pixels(batch_id, chunk),
-        keys.batch_truth(batch_id, chunk),
-        keys.batch_confidence(batch_id, chunk),
-    ]
-    args: list[str | int | bytes] = [
-        str(chunk),
-        len(answers.labels),
-        correct,
-        model_version,
-        codec.labels_to_bytes(answers.labels),
-        ttl,
-        now(),
-        codec.confidences_to_bytes(answers.confidence) + codec.flags_to_bytes(answers.uncertain),
-        int(np.count_nonzero(answers.uncertain)),
-    ]
-    return bool(lua.run(connection, _COMPLETE_CHUNK, script_keys, args) == 1)
 
 
 def mark_failed(connection: Redis, batch_id: str, message: str) -> None:

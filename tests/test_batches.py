@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-from monitor import commands_sent
 from redis import Redis
 
-from store import batches, keys
+from store import batches, chunks, keys
 
 
 def answers(labels: list[int], uncertain: list[bool] | None = None) -> batches.Answers:
@@ -36,19 +35,19 @@ def test_create_stores_chunks_as_raw_bytes(redis_conn: Redis) -> None:
 
 def test_each_chunk_counts_once_and_the_last_finishes(redis_conn: Redis) -> None:
     create(redis_conn, rows=5, chunk_rows=2, truth=True)
-    chunk = batches.claim_chunk(redis_conn, "b1", 0)
+    chunk = chunks.claim(redis_conn, "b1", 0)
     assert chunk is not None and chunk.truth is not None
     assert batches.read(redis_conn, "b1").status == "running"
     first = answers([0, 9], [True, False])
-    assert batches.complete_chunk(redis_conn, "b1", 0, first, 1, "v1", ttl=60) is True
-    assert batches.complete_chunk(redis_conn, "b1", 0, first, 1, "v1", ttl=60) is False
-    assert batches.claim_chunk(redis_conn, "b1", 0) is None
+    assert chunks.complete(redis_conn, "b1", 0, first, 1, "v1", ttl=60) is True
+    assert chunks.complete(redis_conn, "b1", 0, first, 1, "v1", ttl=60) is False
+    assert chunks.claim(redis_conn, "b1", 0) is None
     assert redis_conn.get(keys.batch_pixels("b1", 0)) is None  # input dropped once counted
     batch = batches.read(redis_conn, "b1")
     assert (batch.rows_done, batch.correct, batch.status) == (2, 1, "running")
     assert batch.uncertain_rows == 1  # counted once although the chunk completed twice
-    batches.complete_chunk(redis_conn, "b1", 2, answers([4], [True]), 1, "v2", ttl=60)
-    batches.complete_chunk(redis_conn, "b1", 1, answers([2, 3]), 2, "v2", ttl=60)
+    chunks.complete(redis_conn, "b1", 2, answers([4], [True]), 1, "v2", ttl=60)
+    chunks.complete(redis_conn, "b1", 1, answers([2, 3]), 2, "v2", ttl=60)
     batch = batches.read(redis_conn, "b1")
     assert (batch.rows_done, batch.correct, batch.status) == (5, 4, "finished")
     assert batch.uncertain_rows == 2
@@ -66,23 +65,8 @@ def test_each_chunk_counts_once_and_the_last_finishes(redis_conn: Redis) -> None
     np.testing.assert_allclose(confidence, [0.5, 0.6, 0.5, 0.6, 0.5], atol=1e-7)
 
 
-def test_a_chunk_costs_two_commands_its_claim_and_its_count(redis_conn: Redis) -> None:
-    pixels = create(redis_conn, rows=5, chunk_rows=2, truth=True)
-    redis_conn.set(keys.MODELS_CURRENT, "v1")
-    batches.claim_chunk(redis_conn, "b1", 2)  # Redis now knows both scripts
-    batches.complete_chunk(redis_conn, "b1", 2, answers([4]), 0, "v1", ttl=60)
-    with commands_sent(redis_conn) as sent:
-        chunk = batches.claim_chunk(redis_conn, "b1", 0)
-        assert chunk is not None and chunk.current_model == "v1"
-        batches.complete_chunk(redis_conn, "b1", 0, answers([0, 1]), 2, "v1", ttl=60)
-    assert sent == ["EVALSHA", "EVALSHA"]
-    np.testing.assert_array_equal(chunk.pixels, pixels[:2])
-    assert chunk.truth is not None and chunk.truth.tolist() == [0, 1]
-    assert batches.read(redis_conn, "b1").started_at is not None
-
-
 def test_completing_an_expired_batch_recreates_nothing(redis_conn: Redis) -> None:
-    assert batches.complete_chunk(redis_conn, "gone", 0, answers([1]), 0, "v", ttl=60) is False
+    assert chunks.complete(redis_conn, "gone", 0, answers([1]), 0, "v", ttl=60) is False
     assert redis_conn.keys("*") == []
 
 

@@ -1,7 +1,7 @@
 """RQ job functions: the worker's side of a prediction. The API enqueues them by name.
 
 Two kinds: an image job answers a group of requests (`store.groups`), a chunk job one chunk
-of a CSV batch (`store.batches`). Jobs carry only ids and TTLs (JSON); pixels and results
+of a CSV batch (`store.chunks`). Jobs carry only ids and TTLs (JSON); pixels and results
 travel as raw bytes under the keys in `store.keys`. The model to use is the registry's
 current version, which a job's claim script reads with its input (the same round trip),
 and `preload` with `store.registry.current`. Exceptions propagate so RQ marks the job
@@ -19,7 +19,7 @@ from redis import Redis
 from rq import get_current_job
 from rq.job import Job
 
-from store import batches, groups, registry, results
+from store import batches, chunks, groups, registry, results
 from worker import nondigit, uncertainty
 from worker.cache import ModelCache, Network, NoModel
 
@@ -58,7 +58,7 @@ def predict_group(group_id: str, ttl: int) -> dict[str, Any]:
 def predict_chunk(batch_id: str, chunk: int, ttl: int) -> dict[str, Any]:
     """Label one chunk of a batch and count it (once, even if this chunk runs again)."""
     connection = _connection()
-    chunk_input = batches.claim_chunk(connection, batch_id, chunk)
+    chunk_input = chunks.claim(connection, batch_id, chunk)
     where = {"batch_id": batch_id, "chunk": chunk}
     if chunk_input is None:
         return {"rows": 0, "counted": False, **where}
@@ -67,7 +67,7 @@ def predict_chunk(batch_id: str, chunk: int, ttl: int) -> dict[str, Any]:
     answers = batches.Answers(probabilities.argmax(axis=1), probabilities.max(axis=1), uncertain)
     truth = chunk_input.truth
     correct = 0 if truth is None else int((answers.labels == truth).sum())
-    counted = batches.complete_chunk(connection, batch_id, chunk, answers, correct, version, ttl)
+    counted = chunks.complete(connection, batch_id, chunk, answers, correct, version, ttl)
     return {"rows": len(answers.labels), "counted": counted, "model_version": version, **where}
 
 
