@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "scripts.bench.command",
     "scripts.registry",
     "scripts.serve",
+    "scripts.up",
     "scripts.submit",
     "scripts.stream",
     "scripts.negatives",

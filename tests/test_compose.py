@@ -14,7 +14,7 @@ import yaml
 from redis.sentinel import SentinelConnectionPool
 
 from api.config import DEFAULTS
-from scripts import serve
+from scripts import up
 from scripts.cli import build_parser
 from store.connection import connect, parse_sentinel_url
 
@@ -94,7 +94,7 @@ def test_ports_agree(compose: dict[str, Any], parser: argparse.ArgumentParser) -
 
 def test_paths_agree(compose: dict[str, Any], parser: argparse.ArgumentParser) -> None:
     seed = parser.parse_args(compose["services"]["seed"]["command"][1:])
-    assert ROOT / seed.path == serve.WEIGHTS_DIR / serve.SHIPPED_WEIGHTS[0]
+    assert ROOT / seed.path == up.WEIGHTS_DIR / up.SHIPPED_WEIGHTS[0]
     trainer = compose["services"]["trainer"]
     train, publish = (
         parser.parse_args(command[1:])

@@ -18,7 +18,7 @@ from processes import redis_db, up_redis_url
 from redis import Redis
 
 import model
-from scripts import serve
+from scripts.up import ensure_model, redis_server
 from store import registry
 
 UP_REDIS_URL = up_redis_url()  # a database of its own: `up` runs in a subprocess
@@ -84,18 +84,18 @@ def test_up_serves_follows_activation_and_stops_on_sigterm(
 
 
 def test_redis_server_prefers_the_environment(tmp_path: Path) -> None:
-    with serve.redis_server("redis://example:1/3", redis_db(0), tmp_path) as url:
+    with redis_server("redis://example:1/3", redis_db(0), tmp_path) as url:
         assert url == "redis://example:1/3"
 
 
 def test_redis_server_uses_a_local_server_that_answers(tmp_path: Path) -> None:
-    with serve.redis_server(None, redis_db(12), tmp_path) as url:
+    with redis_server(None, redis_db(12), tmp_path) as url:
         assert url == redis_db(12)
     assert not list(tmp_path.iterdir())
 
 
 def test_redis_server_embeds_one_when_none_answers(tmp_path: Path) -> None:
-    with serve.redis_server(None, "redis://127.0.0.1:1/0", tmp_path / "data") as url:
+    with redis_server(None, "redis://127.0.0.1:1/0", tmp_path / "data") as url:
         assert url.startswith("unix://")
         connection = Redis.from_url(url)
         assert connection.ping()
@@ -109,10 +109,10 @@ def test_ensure_model_publishes_the_shipped_cnn_first(
     up_redis: Redis, tmp_path: Path, networks: dict[str, bytes]
 ) -> None:
     with pytest.raises(LookupError, match="no model is active"):
-        serve.ensure_model(up_redis, tmp_path)
+        ensure_model(up_redis, tmp_path)
     (tmp_path / "mlp.npz").write_bytes(networks["a"])
     (tmp_path / "cnn.npz").write_bytes(networks["b"])
-    version = serve.ensure_model(up_redis, tmp_path)
+    version = ensure_model(up_redis, tmp_path)
     assert version == model.file_version(networks["b"]) == registry.current(up_redis)
     (tmp_path / "cnn.npz").unlink()
-    assert serve.ensure_model(up_redis, tmp_path) == version  # a current model is kept
+    assert ensure_model(up_redis, tmp_path) == version  # a current model is kept

@@ -41,8 +41,8 @@ import model
 from formats.kaggle_csv import read_kaggle_csv, write_kaggle_csv
 from scripts.bench.report import load_average, median, write_section
 from scripts.registry import publish_file
-from scripts.serve import SHIPPED_WEIGHTS, WEIGHTS_DIR
 from scripts.submit import submit
+from scripts.up import SHIPPED_WEIGHTS, WEIGHTS_DIR
 from store.connection import connect
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -20,7 +20,7 @@ from typing import IO, TYPE_CHECKING
 
 from scripts.bench.service import ROOT, free_port, private_redis
 from scripts.registry import publish_file
-from scripts.serve import WEIGHTS_DIR
+from scripts.up import WEIGHTS_DIR
 from store.connection import connect
 
 if TYPE_CHECKING:

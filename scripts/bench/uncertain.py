@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from model.data import load_mnist
     from model.trainer import split
     from scripts.negatives import KINDS, generate
-    from scripts.serve import SHIPPED_WEIGHTS, WEIGHTS_DIR
+    from scripts.up import SHIPPED_WEIGHTS, WEIGHTS_DIR
 
     x_all, y_all, x_test, y_test = load_mnist()
     x_train, _, x_val, y_val = split(x_all, y_all, 5000, 0)
