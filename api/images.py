@@ -13,8 +13,8 @@ from api import jobs, schemas, upload
 from api.errors import ApiError
 from api.inputs import FileUpload, PictureBody, PictureQuery
 from api.openapi import BINARY, TEXT, Operation
-from api.preprocess import ImageError, Seen, preprocess
 from api.services import services
+from pictures.preprocess import ImageError, Seen, preprocess
 
 RAW_TYPES = {"application/octet-stream"}  # besides image/*: what curl --data-binary may send
 DATA_URL_SHAPE = "data:image/png;base64,..."  # what a canvas's toDataURL() gives

@@ -14,7 +14,7 @@ not change when another kind or the count changes:
 
 Everything drawn larger than 28x28 goes through the same MNIST steps as a picture sent to
 `POST /v1/predict/image` (crop to the ink, longer side 20 px, centre of mass at the centre:
-`api.preprocess.scale` and `place`), so a flag that depends on those steps is tested on what
+`pictures.preprocess.scale` and `place`), so a flag that depends on those steps is tested on what
 the service would see. The digits come from the training split: the test split is never used.
 """
 
@@ -139,7 +139,7 @@ def _pick(rng: Rng) -> str:
 def _mnist(ink: NDArray[np.floating]) -> Pixels:
     """Threshold ink (0-1, any size) at 0.5 as the image endpoint does, crop it to its box,
     scale its longer side to 20 px and centre its mass."""
-    from api.preprocess import place, scale  # the API's own steps; Flask loads only when used
+    from pictures.preprocess import place, scale  # OpenCV loads only when used, not per command
 
     mask = ink > 0.5
     rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]

@@ -144,6 +144,19 @@ def reclaim(
     ]
 
 
+def touch(connection: Redis, consumer: str, entries: Sequence[Entry]) -> None:
+    """Claim `consumer`'s pending `entries` again so their idle time restarts (XCLAIM JUSTID).
+
+    A consumer still working on entries so keeps others from reclaiming them; JUSTID leaves
+    their delivery count as it is.
+    """
+    pipe = connection.pipeline(transaction=False)
+    for name in sorted({entry.stream for entry in entries}):
+        ids: list[Any] = [entry.entry_id for entry in entries if entry.stream == name]
+        pipe.xclaim(keys.stream_in(name), GROUP, consumer, 0, ids, justid=True)
+    pipe.execute()
+
+
 def answers(
     connection: Redis, name: str, after: str, count: int, block_ms: int | None
 ) -> list[tuple[str, dict[str, Any]]]:
@@ -164,6 +177,8 @@ def decode_answer(fields: dict[bytes, bytes]) -> dict[str, Any]:
         found["confidence"] = float(found["confidence"])
         found["uncertain"] = found.get("uncertain") == "true"
         found["probabilities"] = json.loads(found["probabilities"])
+    if "box" in found:
+        found["box"] = json.loads(found["box"])
     return found
 
 

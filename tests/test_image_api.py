@@ -13,8 +13,8 @@ from redis import Redis
 from test_preprocess import WEIGHTS, encode, handwritten, png_header, redraw
 
 import model
-from api.preprocess import preprocess
 from model import data
+from pictures.preprocess import preprocess
 from store import registry
 
 SAMPLE = 200  # MNIST test digits sent through the endpoint for the accuracy comparison

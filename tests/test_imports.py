@@ -1,4 +1,4 @@
-"""The packages' one-way imports: api → store, formats; worker → store, model; never back."""
+"""One-way imports: api → store, formats, pictures; worker → store, model, pictures; never back."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 FORBIDDEN = {
     "api": {"worker", "model", "scripts"},
-    "store": {"api", "worker", "model", "scripts", "formats"},
+    "store": {"api", "worker", "model", "scripts", "formats", "pictures"},
     "formats": {"api", "worker", "model", "scripts", "store"},
-    "model": {"api", "worker", "scripts", "store"},
+    "pictures": {"api", "worker", "model", "scripts", "store", "formats"},
+    "model": {"api", "worker", "scripts", "store", "pictures"},
     "worker": {"api", "scripts"},
 }
 # Publishing checks that a weights file loads before storing it; only the CLI and tests publish,

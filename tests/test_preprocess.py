@@ -1,4 +1,4 @@
-"""Pictures of digits in, MNIST-style 28x28 pixels out: `api.preprocess` on generated images."""
+"""Pictures of digits in, MNIST-style 28x28 out: `pictures.preprocess` on generated images."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from PIL import Image
 from scipy import ndimage
 
 import model
-from api.preprocess import ImageError, preprocess
 from model import data
+from pictures.preprocess import ImageError, preprocess
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "model" / "weights" / "cnn.npz"
 SAMPLE = 500  # MNIST test digits redrawn for the accuracy comparison

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
+from flask.testing import FlaskClient
+from processes import wait_for, workers
 from redis import Redis
+from test_preprocess import encode, handwritten, redraw
 
+import pictures.preprocess
+from model import data
+from pictures.preprocess import preprocess
 from store import keys, streams
 from worker import streams as consumer
 from worker.streams import Consumer, Settings
@@ -69,10 +78,11 @@ def test_a_malformed_entry_gets_an_error_answer(
     consumer.drain(redis_conn, "w1", Settings())
 
     short, unnamed, good, picture = outputs(redis_conn, "s")
-    assert "'image' is not read from streams yet" in picture["error"]
+    assert picture["error"] == "field 'image': the image is not a PNG, JPEG, GIF, BMP or WebP image"
     assert short["id"] == "short" and "783 bytes, expected 784" in short["error"]
     assert "label" not in short
-    assert "no field 'pixels'" in unnamed["error"] and "id" not in unnamed
+    assert "no field 'pixels'" in unnamed["error"] and "nor 'image'" in unnamed["error"]
+    assert "id" not in unnamed
     assert good["label"] in range(10) and "error" not in good
 
 
@@ -154,3 +164,88 @@ def test_streams_wait_while_interactive_jobs_are_queued(
     redis_conn.delete(consumer.PREDICT_QUEUE_KEY)
     assert reader.step(block_ms=None) == 3
     assert redis_conn.xlen(keys.stream_out("s")) == 3
+
+
+# Pictures (`image`) instead of pixels
+
+
+@pytest.fixture(scope="module")
+def photos() -> dict[str, bytes]:
+    """Two MNIST test digits drawn dark on white paper, as a PNG and as a JPEG."""
+    x_test = data.load_mnist()[2]
+    rng = np.random.default_rng(3)
+    return {
+        "png": encode(redraw(x_test[4].reshape(28, 28), rng)),
+        "jpeg": handwritten(x_test[7].reshape(28, 28), rng),
+    }
+
+
+def test_pictures_are_read_as_post_v1_predict_image_reads_them_by_a_real_worker(
+    redis_conn: Redis,
+    redis_url: str,
+    client: FlaskClient,
+    service,
+    published: dict,
+    photos: dict[str, bytes],
+    tmp_path: Path,
+) -> None:
+    streams.create(redis_conn, "camera")
+    sent = photos | {
+        "blank": encode(np.full((120, 90), 255, np.uint8)),
+        "garbage": b"GIF89a but not really",
+        "truncated": photos["jpeg"][: len(photos["jpeg"]) // 2],
+        "empty": b"",
+    }
+    for name, picture in sent.items():
+        redis_conn.xadd(keys.stream_in("camera"), {"image": picture, "id": name})
+    redis_conn.xadd(keys.stream_in("camera"), {"image": photos["png"], "pixels": bytes(784)})
+    with workers(redis_url, 1, tmp_path):
+        wait_for(lambda: redis_conn.xlen(keys.stream_out("camera")) == 7, 60, "seven answers")
+        by_endpoint = {
+            name: client.post("/v1/predict/image", data=sent[name], content_type="image/png").json
+            for name in photos
+        }
+    answers = outputs(redis_conn, "camera")
+    found = {answer.get("id"): answer for answer in answers}
+    for name, picture in photos.items():
+        seen = preprocess(picture)
+        assert found[name]["label"] == service.labels("a", seen.pixels.reshape(1, 784))[0]
+        assert found[name]["box"] == seen.box
+        assert found[name]["model_version"] == published["a"]
+        endpoint = by_endpoint[name]
+        assert (found[name]["label"], found[name]["box"]) == (
+            endpoint["labels"][0],
+            endpoint["box"],
+        )
+        assert found[name]["probabilities"] == pytest.approx(endpoint["probabilities"][0], abs=1e-5)
+    assert found["blank"]["error"] == "field 'image': the image is blank: no digit found"
+    assert "not a PNG, JPEG" in found["garbage"]["error"]
+    assert "damaged or truncated" in found["truncated"]["error"]
+    assert "the upload is empty" in found["empty"]["error"]
+    assert "both 'pixels' and 'image'" in found[None]["error"]
+    assert all("label" not in found[name] for name in ("blank", "garbage", "truncated", "empty"))
+    assert redis_conn.xlen(keys.stream_in("camera")) == 0
+
+
+def test_entries_read_slowly_are_not_reclaimed_meanwhile(
+    redis_conn: Redis, published: dict, photos: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Photos take time: the consumer reading them keeps them from the other workers."""
+    streams.create(redis_conn, "s")
+    for n in range(6):
+        redis_conn.xadd(keys.stream_in("s"), {"image": photos["png"], "id": f"p{n}"})
+    monkeypatch.setattr(consumer, "TOUCH_INTERVAL", 0.1)
+    monkeypatch.setattr(
+        pictures.preprocess, "preprocess", lambda data: time.sleep(0.3) or preprocess(data)
+    )
+    slow = Consumer(redis_conn, "slow", Settings())
+    slow.maxlens = {"s": streams.DEFAULT_MAXLEN}
+    taken = streams.read(redis_conn, "slow", ["s"], 10, None)
+    worker = threading.Thread(target=slow.answer, args=(taken,))
+    worker.start()
+    time.sleep(1.2)  # four photos read, two to go; all taken 1.2 s ago
+    assert streams.reclaim(redis_conn, "s", "other", 10, idle_ms=700) == []
+    pending = redis_conn.xpending_range(keys.stream_in("s"), streams.GROUP, "-", "+", 10)
+    assert pending and {entry["times_delivered"] for entry in pending} == {1}
+    worker.join(timeout=10)
+    assert [answer["id"] for answer in outputs(redis_conn, "s")] == [f"p{n}" for n in range(6)]

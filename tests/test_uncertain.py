@@ -10,7 +10,7 @@ from processes import ROOT
 from redis import Redis
 
 import model
-from api.preprocess import place, scale
+from pictures.preprocess import place, scale
 from store import registry
 from worker import jobs, nondigit, uncertainty
 

@@ -27,8 +27,8 @@ import numpy as np
 import requests
 from PIL import Image
 
-from api.picture import WORK_SIDE
 from model import data
+from pictures.picture import WORK_SIDE
 from scripts.bench import photos
 from scripts.bench.report import load_average, write_section
 from scripts.bench.stack import stack

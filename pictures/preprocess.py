@@ -3,7 +3,7 @@
 MNIST took bilevel scans, scaled each digit so its longer side is 20 px (the anti-aliasing
 of that step makes the grey edges) and placed it in a 28x28 field with its centre of mass
 at the centre. `preprocess` does the same to an uploaded photo, scan or canvas drawing,
-after finding the ink on the page (`api.paper`) and choosing the digit's strokes among the
+after finding the ink on the page (`pictures.paper`) and choosing the digit's strokes among the
 ink: the biggest piece of ink not cut by the picture's edge, and the pieces near it that
 are not specks (unless a piece half as big lies far away: then all of them, so two marks are
 shown to the model as they are, and flagged uncertain, not read as one digit). One step
@@ -20,8 +20,8 @@ from numpy.typing import NDArray
 from PIL import Image
 from scipy import ndimage
 
-from api.paper import ink_mask
-from api.picture import MAX_PIXELS, ImageError, decode
+from pictures.paper import ink_mask
+from pictures.picture import MAX_PIXELS, ImageError, decode
 
 SPECK_SHARE = 0.05  # ink pieces smaller than this share of the digit's main piece are noise
 RIVAL_SHARE = 0.5  # a distant piece this big beside the main one makes the picture ambiguous

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from api.picture import ImageError
+from pictures.picture import ImageError
 
 cv2.setNumThreads(1)
 
