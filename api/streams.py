@@ -30,7 +30,7 @@ CSV_TYPES = {"text/csv", "application/csv"}
 STREAM = ("the stream's counts and URLs", schemas.Stream)
 ANSWERS = (
     "one answer per line (NDJSON) or per event (SSE): out_id, in_id, id, label, confidence, "
-    "uncertain, probabilities, model_version, or error"
+    "uncertain, probabilities, model_version, box (for a picture), or error"
 )
 
 
