@@ -15,6 +15,7 @@ from api import (
     health,
     images,
     jobs,
+    live,
     metrics,
     microbatch,
     models,
@@ -36,6 +37,7 @@ BLUEPRINTS = (
     images.bp,
     metrics.bp,
     streams.bp,
+    live.bp,
 )
 
 

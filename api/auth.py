@@ -9,6 +9,11 @@
 - `DIGITS_RATE_LIMIT` (e.g. `100/s`): a budget per key, or per client address for
   requests without one; off when empty.
 
+A browser cannot set headers on a WebSocket or an EventSource, so the routes it opens that
+way (QUERY_KEY_ENDPOINTS) also take the key as `?access_token=` (RFC 6750, section 2.3)
+when no Authorization header is sent; every other route takes the header only, and logs
+mask the parameter as they mask the header.
+
 The page at `/`, its static files, health, metrics and the OpenAPI document stay open.
 Keys are compared by their SHA-256 digests with `hmac.compare_digest`, against every
 configured key, so neither timing nor the order of the list tells which one matched.
@@ -33,6 +38,9 @@ EXTENSION = "digits.auth"
 PROTECTED = "/v1/"
 # The routes that switch the model or create a stream.
 ADMIN_ENDPOINTS = frozenset({"models.activate", "streams.create_stream"})
+# Routes a browser opens as a WebSocket or an EventSource: no way to send a header.
+QUERY_KEY_ENDPOINTS = frozenset({"live.predict_live", "batches.events"})
+QUERY_KEY = "access_token"
 REALM = 'Bearer realm="digits"'
 
 
@@ -103,7 +111,7 @@ def check() -> None:
     if not request.path.startswith(PROTECTED):
         return
     rules: Policy = current_app.extensions[EXTENSION]
-    token = _bearer(request.headers.get("Authorization", ""))
+    token = _token()
     key = rules.identify(token) if token else None
     g.key_id = key.key_id if key else None
     admin_route = request.endpoint in ADMIN_ENDPOINTS
@@ -111,8 +119,26 @@ def check() -> None:
         raise _unauthorized(token is not None, admin_route)
     if admin_route and rules.admin_required and not (key and key.admin):
         raise _forbidden(rules)
+    charge()
+
+
+def charge() -> None:
+    """Spend one request of the rate budget of this request's key (or address); raise 429.
+
+    A long-lived request (a WebSocket) calls it again for each piece of work it takes.
+    """
+    rules: Policy = current_app.extensions[EXTENSION]
     if rules.rate is not None:
-        _spend(key.key_id if key else f"ip:{request.remote_addr}", rules.rate)
+        key_id = g.get("key_id")
+        _spend(key_id if key_id else f"ip:{request.remote_addr}", rules.rate)
+
+
+def _token() -> str | None:
+    """The key sent as `Authorization: Bearer`, else as ?access_token= where that is taken."""
+    header = request.headers.get("Authorization")
+    if header is None and request.endpoint in QUERY_KEY_ENDPOINTS:
+        return request.args.get(QUERY_KEY) or None
+    return _bearer(header or "")
 
 
 def _bearer(header: str) -> str | None:

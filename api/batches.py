@@ -20,7 +20,7 @@ from api import (
     upload,
 )
 from api.errors import ApiError
-from api.inputs import EncodingQuery, EventsHeaders, FileUpload
+from api.inputs import EncodingQuery, EventsHeaders, EventsQuery, FileUpload
 from api.openapi import BINARY, TEXT, Operation
 from api.services import services
 from formats.kaggle_csv import CSVFormatError, KaggleCSV, parse_kaggle_csv, text_limit
@@ -115,6 +115,7 @@ def batch_status(batch_id: str) -> schemas.Batch:
         )
     },
     errors=(400, 404, 410, 503),
+    query=EventsQuery,
     headers=EventsHeaders,
 )
 def events(batch_id: str) -> Response:

@@ -34,6 +34,7 @@ DEFAULTS: dict[str, Any] = {
     "DIGITS_STREAM_MAXLEN": streams.DEFAULT_MAXLEN,  # answers kept per stream (MAXLEN ~)
     "DIGITS_STREAM_WAIT": 30.0,  # idle seconds after which GET /v1/streams/NAME/out ends
     "DIGITS_STREAM_MAX_WAIT": 3_600.0,  # largest ?wait= of GET /v1/streams/NAME/out
+    "DIGITS_LIVE_IDLE": 300.0,  # seconds a /v1/predict/live connection may go without a drawing
     "DIGITS_ALLOW_EVICTION": 0,  # 1: /readyz accepts a Redis whose maxmemory-policy evicts
     "DIGITS_LOG_LEVEL": "INFO",  # the JSON request and job lines are INFO
 }

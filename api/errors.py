@@ -18,6 +18,7 @@ from werkzeug.exceptions import (
     NotFound,
     RequestEntityTooLarge,
 )
+from werkzeug.routing.exceptions import WebsocketMismatch
 
 from api.encoding import OPTIONS
 
@@ -105,6 +106,8 @@ def _http_error(error: HTTPException) -> Response:
 def _describe(error: HTTPException) -> str:
     if isinstance(error, NotFound) and request.url_rule is None:
         return f"no route {request.method} {request.path}"
+    if isinstance(error, WebsocketMismatch):
+        return f"{request.path} is a WebSocket: connect with Upgrade: websocket (ws:// or wss://)"
     if isinstance(error, MethodNotAllowed):
         allowed = ", ".join(sorted(error.valid_methods or []))
         return f"{request.method} is not allowed on {request.path}; allowed: {allowed}"

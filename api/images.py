@@ -13,7 +13,7 @@ from api import jobs, schemas, upload
 from api.errors import ApiError
 from api.inputs import FileUpload, PictureBody, PictureQuery
 from api.openapi import BINARY, TEXT, Operation
-from api.services import services
+from api.services import Services, services
 from pictures.preprocess import ImageError, Seen, preprocess
 
 RAW_TYPES = {"application/octet-stream"}  # besides image/*: what curl --data-binary may send
@@ -41,8 +41,19 @@ def page() -> Response:
 )
 def predict_image() -> Any:
     """Label one picture of a digit, answering like /v1/predict plus what the model saw."""
-    seen = _seen(_upload())
-    body, status, headers = jobs.answer(services(), seen.pixels.reshape(1, -1))
+    return answer(services(), _upload())
+
+
+def answer(found: Services, data: bytes) -> tuple[dict[str, Any], int, dict[str, str]]:
+    """Label the encoded picture `data`, waiting up to ?wait= seconds, as /v1/predict does.
+
+    The body adds `pixels` (28 rows of 28 ints 0-255, what the model saw) and `box`
+    ([left, top, right, bottom] of the digit in the picture's pixels). Raises ApiError: 422
+    for a picture that cannot be read or shows no ink, 413 over the pixel limit, and those of
+    /v1/predict (503 no worker, 429 queue full).
+    """
+    seen = _seen(data)
+    body, status, headers = jobs.answer(found, seen.pixels.reshape(1, -1))
     return {**body, "pixels": seen.pixels.tolist(), "box": seen.box}, status, headers
 
 
@@ -63,6 +74,14 @@ def _data_url(body: bytes) -> bytes:
         document = orjson.loads(body)
     except orjson.JSONDecodeError as error:
         raise ApiError(400, "invalid_json", f"the body is not valid JSON: {error}") from None
+    return picture_field(document)
+
+
+def picture_field(document: Any) -> bytes:
+    """Return the picture in a JSON document's `image` field (a base64 data URL) as bytes.
+
+    Raises ApiError 422 `invalid_image` when the field is missing or not such a URL.
+    """
     url = document.get("image") if isinstance(document, dict) else None
     if not isinstance(url, str):
         pixels = isinstance(document, dict) and {"pixels", "images"} & document.keys()

@@ -100,6 +100,24 @@ class PictureQuery(TypedDict, total=False):
     wait: Wait
 
 
+AccessToken = Annotated[
+    str,
+    Field(
+        description="the API key, for a client that cannot send an Authorization header"
+        " (a browser's WebSocket or EventSource)"
+    ),
+]
+
+
+class EventsQuery(TypedDict, total=False):
+    access_token: AccessToken
+
+
+class LiveQuery(TypedDict, total=False):
+    wait: Wait
+    access_token: AccessToken
+
+
 class FollowQuery(TypedDict, total=False):
     after: Annotated[
         str,

@@ -2,8 +2,8 @@
 
 API and worker processes log through here: a request or a job is one line whose fields
 (job_id, model_version, durations) a log pipeline can index without parsing text.
-Passwords in URLs and bearer tokens are masked in every message and traceback, whoever
-logged them.
+Passwords in URLs and bearer tokens (a header or `?access_token=`) are masked in every message
+and traceback, whoever logged them.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ _SECRETS = (
     (re.compile(r"([?&]password=)[^&\s]+", re.IGNORECASE), rf"\1{MASK}"),
     # Authorization: Bearer <key>
     (re.compile(r"(\bBearer\s+)\S+", re.IGNORECASE), rf"\1{MASK}"),
+    # ?access_token=<key>: how a browser's WebSocket or EventSource sends the key
+    (re.compile(r"([?&]access_token=)[^&\s]+", re.IGNORECASE), rf"\1{MASK}"),
 )
 
 

@@ -84,6 +84,22 @@ def test_every_v1_route_is_guarded(make_client: Client) -> None:
         assert_error(client.open(path, method=method), 401, "unauthorized")
 
 
+def test_access_token_is_taken_only_where_a_browser_cannot_send_a_header(
+    make_client: Client,
+) -> None:
+    client = make_client(**KEYS)
+    batch = "0" * 32
+    events = f"/v1/batches/{batch}/events"
+    assert client.get(f"{events}?access_token={API_KEY}").status_code == 404  # let in: no batch
+    assert_error(client.get(f"{events}?access_token=wrong"), 401, "unauthorized")
+    assert_error(client.get(events), 401, "unauthorized")
+    for path in (f"/v1/batches/{batch}", f"/v1/batches/{batch}/submission.csv", "/v1/models"):
+        assert_error(client.get(f"{path}?access_token={API_KEY}"), 401, "unauthorized")
+    # The header, when sent, is what counts.
+    wrong_header = client.get(f"{events}?access_token={API_KEY}", headers=bearer("wrong"))
+    assert_error(wrong_header, 401, "unauthorized")
+
+
 def test_pages_health_metrics_and_openapi_stay_open(make_client: Client) -> None:
     client = make_client(**KEYS)
     for path in ("/", "/static/app.js", "/healthz", "/metrics", "/openapi.json"):

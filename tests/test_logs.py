@@ -53,6 +53,7 @@ def lines(caplog: pytest.LogCaptureFixture, logger: str) -> list[dict]:
         ("unix://:s3cret@/run/redis.sock?db=0", "unix://:***@/run/redis.sock?db=0"),
         ("redis://db:6379/0?password=s3cret&x=1", "redis://db:6379/0?password=***&x=1"),
         ("Authorization: Bearer s3cret", "Authorization: Bearer ***"),
+        ("/v1/predict/live?access_token=s3cret&wait=2", "/v1/predict/live?access_token=***&wait=2"),
         ("redis://db:6379/0 has no secret", "redis://db:6379/0 has no secret"),
     ],
 )

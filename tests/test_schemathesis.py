@@ -40,8 +40,18 @@ CHECKS = """
 [checks.negative_data_rejection]
 expected-statuses = ["400", "404", "405", "409", "413", "415", "422", "429"]
 
+# Ids start with their creation time: a well-formed one dated past its TTL is 410, by design.
+[checks.positive_data_acceptance]
+expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "410", "429", "5xx"]
+
 [[operations]]
 include-path-regex = "^/v1/(batches|predict/image|predict|jobs|streams/.+/in)$"
+checks.positive_data_acceptance.enabled = false
+
+# A WebSocket: a request without `Upgrade: websocket` is refused (400) whatever its parameters;
+# tests/test_live.py speaks the protocol.
+[[operations]]
+include-path-regex = "^/v1/predict/live$"
 checks.positive_data_acceptance.enabled = false
 """
 
