@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import socket
 import threading
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
+import requests
 from flask import Flask
+from flask.testing import FlaskClient
+from processes import wait_for
+from redis import Redis
 from werkzeug.serving import make_server
 
 from api import create_app
 from formats.kaggle_csv import write_kaggle_csv
+from scripts import submit
 from scripts.cli import main
+from worker import runner
 
 
 def test_submit_writes_the_submission_and_prints_accuracy(
@@ -179,3 +189,172 @@ def test_submit_sends_the_api_key(
     finally:
         server.shutdown()
         thread.join()
+
+
+# Following the batch: its events, not its status
+
+
+class Bar:
+    """Stands in for tqdm: keeps every position the progress bar is moved to."""
+
+    def __init__(self, total: int, **options: object) -> None:
+        self.total, self.n, self.positions = total, 0, [0]
+        BARS.append(self)
+
+    def __enter__(self) -> Bar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def update(self, step: int) -> None:
+        self.n += step
+        if step:
+            self.positions.append(self.n)
+
+
+BARS: list[Bar] = []
+
+
+def test_the_progress_bar_moves_with_each_progress_event(
+    redis_conn: Redis,
+    url: str,
+    service,
+    published: dict,
+    pixels: np.ndarray,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(submit, "tqdm", Bar)
+    BARS.clear()
+    write_kaggle_csv(tmp_path / "test.csv", pixels)  # 100 rows: chunks of 40, 40 and 20
+    argv = ["submit", str(tmp_path / "test.csv"), "--out", str(tmp_path / "s.csv"), "--url", url]
+    with ThreadPoolExecutor(1) as pool:
+        done = pool.submit(main, argv)
+        wait_for(lambda: service.queued() == 3 and BARS, 30, "the batch's three chunk jobs")
+        for rows_done in (40, 80, 100):  # one chunk job at a time, as a slow worker would
+            runner.build(redis_conn).work(burst=True, max_jobs=1)
+            wait_for(lambda rows=rows_done: BARS[0].n == rows, 10, f"the bar at {rows_done}")
+        assert done.result(timeout=30) == 0
+    assert BARS[0].positions == [0, 40, 80, 100]
+
+
+class DroppingProxy:
+    """A TCP proxy to the service that cuts the first batch events connection mid-stream.
+
+    It lets the first `event` (`chunk`) through whole (the service sends each event as one
+    HTTP chunk) and a few bytes of what follows, then closes both sides, as a lost network
+    would; `every`: each events connection, not only the first. It keeps every request's head.
+    """
+
+    def __init__(self, upstream: str, event: bytes = b"chunk", every: bool = False) -> None:
+        self.event, self.every = b"event: " + event, every
+        parts = urlsplit(upstream)
+        self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.heads: list[str] = []
+        self.cut = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self) -> None:
+        self.listener.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.upstream)
+            events = threading.Event()  # this connection carries an events request
+            threading.Thread(target=self._requests, args=(client, server, events)).start()
+            threading.Thread(target=self._answers, args=(server, client, events)).start()
+
+    def _requests(
+        self, client: socket.socket, server: socket.socket, events: threading.Event
+    ) -> None:
+        while data := _receive(client):
+            if data[:4] in (b"GET ", b"POST"):
+                self.heads.append(data.split(b"\r\n\r\n")[0].decode("latin-1"))
+                if b"/events " in data.split(b"\r\n")[0]:
+                    events.set()
+            server.sendall(data)
+        server.close()
+
+    def _answers(
+        self, server: socket.socket, client: socket.socket, events: threading.Event
+    ) -> None:
+        seen, sent = b"", 0
+        while data := _receive(server):
+            if not events.is_set() or (self.cut.is_set() and not self.every):
+                client.sendall(data)
+                continue
+            seen += data
+            start = seen.find(self.event)
+            # The event's end, and its HTTP chunk's: the client has the event only then.
+            end = seen.find(b"\n\n\r\n", start) if start >= 0 else -1
+            if end < 0:
+                client.sendall(seen[sent:])
+                sent = len(seen)
+                continue
+            client.sendall(seen[sent : end + 4 + 8])  # the event whole, then 8 bytes if any
+            self.cut.set()
+            break
+        for end in (client, server):
+            with contextlib.suppress(OSError):  # wakes the other direction's recv, sends FIN
+                end.shutdown(socket.SHUT_RDWR)
+            end.close()
+
+
+def _receive(sock: socket.socket) -> bytes:
+    try:
+        return sock.recv(1 << 16)
+    except OSError:
+        return b""
+
+
+def test_a_dropped_events_connection_resumes_from_the_last_event(
+    url: str, service, published: dict, pixels: np.ndarray, tmp_path: Path
+) -> None:
+    proxy = DroppingProxy(url)
+    try:
+        write_kaggle_csv(tmp_path / "test.csv", pixels)
+        out = tmp_path / "submission.csv"
+        argv = ["submit", str(tmp_path / "test.csv"), "--out", str(out), "--url", proxy.url]
+        assert service.while_working(lambda: main([*argv, "--quiet"]), jobs=3) == 0
+    finally:
+        proxy.close()
+    assert proxy.cut.is_set()
+    expected = service.labels("a", pixels)
+    assert out.read_text().splitlines()[1:] == [f"{i},{n}" for i, n in enumerate(expected, 1)]
+    requests = [head.splitlines()[0].rsplit(" ", 1)[0] for head in proxy.heads]
+    batch_id = requests[1].split("/")[3]
+    assert [line.replace(batch_id, "ID") for line in requests] == [
+        "POST /v1/batches",
+        "GET /v1/batches/ID/events",
+        "GET /v1/batches/ID/events",  # again, after the cut
+        "GET /v1/batches/ID",  # the status, once, when the events said finished
+        "GET /v1/batches/ID/submission.csv",
+    ]
+    assert "last-event-id" not in proxy.heads[1].lower()
+    assert "\r\nlast-event-id: 1\r\n" in proxy.heads[2].lower() + "\r\n"  # chunk 0 came
+
+
+def test_following_gives_up_when_the_events_keep_dropping_without_progress(
+    client: FlaskClient, url: str, service, published: dict, pixels: np.ndarray, tmp_path: Path
+) -> None:
+    write_kaggle_csv(tmp_path / "test.csv", pixels[:10])
+    accepted = client.post(
+        "/v1/batches", data=(tmp_path / "test.csv").read_bytes(), content_type="text/csv"
+    ).json
+    service.work()  # the batch is finished: every connection sees the same events
+    proxy = DroppingProxy(url, event=b"progress", every=True)
+    try:
+        events = proxy.url + accepted["status_url"] + "/events"
+        with pytest.raises(submit.SubmitError, match=f"{submit.RECONNECTS} times in a row"):
+            submit._follow(requests.Session(), events, 10, progress=False)
+    finally:
+        proxy.close()
+    follows = [head for head in proxy.heads if "/events " in head.splitlines()[0]]
+    assert len(follows) == submit.RECONNECTS + 1
