@@ -253,6 +253,14 @@ def digit(seed: int) -> np.ndarray:
     return field.reshape(784)
 
 
+def digits(count: int, inverted: int | None = None) -> np.ndarray:
+    """`count` such images, `(count, 784)`, the one at index `inverted` inverted (255 - x)."""
+    images = np.stack([digit(seed) for seed in range(count)])
+    if inverted is not None:
+        images[inverted] = 255 - images[inverted]
+    return images
+
+
 DIGIT = digit(0).tolist()
 LINE_VALUES = {  # what a `pixels` value may be, and what it may not
     "integers": DIGIT,
@@ -341,10 +349,9 @@ def test_an_inverted_line_says_where_and_what_to_resend(
     client: FlaskClient, scanner: str, redis_conn: Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(stream_input, "BLOCK_LINES", 2)
-    digits = np.stack([digit(seed) for seed in range(5)])
-    digits[2] = 255 - digits[2]
+    sent = digits(5, inverted=2)
     bad = client.post(
-        "/v1/streams/scanner/in", data=ndjson(digits), content_type="application/x-ndjson"
+        "/v1/streams/scanner/in", data=ndjson(sent), content_type="application/x-ndjson"
     )
     assert bad.status_code == 422 and bad.json["error"]["code"] == "wrong_encoding"
     message = bad.json["error"]["message"]
@@ -356,14 +363,14 @@ def test_an_inverted_line_says_where_and_what_to_resend(
 
     binary = client.post(
         "/v1/streams/scanner/in",
-        data=ndjson(np.minimum(digits[:1], 1)),
+        data=ndjson(np.minimum(sent[:1], 1)),
         content_type="application/x-ndjson",
     )
     assert binary.status_code == 422
     assert binary.json["error"]["message"].startswith("line 1 has only the values 0 and 1")
     unknown = client.post(
         "/v1/streams/scanner/in?encoding=latin-1",
-        data=ndjson(digits[:1]),
+        data=ndjson(sent[:1]),
         content_type="application/x-ndjson",
     )
     assert unknown.status_code == 400 and unknown.json["error"]["code"] == "invalid_parameter"
@@ -382,11 +389,11 @@ def test_an_inverted_line_says_where_and_what_to_resend(
 def test_the_encoding_parameter_converts_as_post_v1_predict_does(
     client: FlaskClient, scanner: str, redis_conn: Redis, kind: str, encoding: str, sent, stored
 ) -> None:
-    digits = np.stack([digit(seed) for seed in range(3)])
+    images = digits(3)
     body, content_type = (
-        (ndjson(sent(digits)), "application/x-ndjson")
+        (ndjson(sent(images)), "application/x-ndjson")
         if kind == "ndjson"
-        else (kaggle_csv(sent(digits)), "text/csv")
+        else (kaggle_csv(sent(images)), "text/csv")
     )
     refused = client.post("/v1/streams/scanner/in", data=body, content_type=content_type)
     assert refused.status_code == 422 and refused.json["error"]["code"] == "wrong_encoding"
@@ -395,16 +402,15 @@ def test_the_encoding_parameter_converts_as_post_v1_predict_does(
     )
     assert added.status_code == 202 and added.json["count"] == 3
     kept = [fields[b"pixels"] for _, fields in redis_conn.xrange(keys.stream_in("scanner"))]
-    assert kept == [row.tobytes() for row in stored(digits)]
+    assert kept == [row.tobytes() for row in stored(images)]
 
 
 def test_a_wrongly_encoded_csv_row_is_named_by_its_row_and_image_id(
     client: FlaskClient, scanner: str, redis_conn: Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(stream_input, "BLOCK_LINES", 3)
-    digits = np.stack([digit(seed) for seed in range(6)])
-    digits[4] = 255 - digits[4]
-    rows = kaggle_csv(digits).splitlines(keepends=True)
+    sent = digits(6, inverted=4)
+    rows = kaggle_csv(sent).splitlines(keepends=True)
     rows.insert(2, b",,,\n")  # an all-empty row is skipped, but counted: the bad one is row 6
     bad = client.post("/v1/streams/scanner/in", data=b"".join(rows), content_type="text/csv")
     message = bad.json["error"]["message"]
@@ -414,7 +420,7 @@ def test_a_wrongly_encoded_csv_row_is_named_by_its_row_and_image_id(
     assert redis_conn.xlen(keys.stream_in("scanner")) == 4
 
     header = "ImageId," + ",".join(PIXEL_NAMES)
-    numbered = [f"{100 + n}," + ",".join(map(str, row)) for n, row in enumerate(digits.tolist())]
+    numbered = [f"{100 + n}," + ",".join(map(str, row)) for n, row in enumerate(sent.tolist())]
     body = "\n".join([header, *numbered]).encode() + b"\n"
     bad = client.post("/v1/streams/scanner/in", data=body, content_type="text/csv")
     assert bad.json["error"]["message"].startswith("row 5 (ImageId 104) looks inverted")
