@@ -5,7 +5,8 @@ chunks are counted by workers on any machine, and a poll costs three cheap reads
 events go out in upload order, chunk 0 first, each once all chunks before it are done, so
 an event's id (how many chunks were sent) is all a client needs to resume: `Last-Event-ID`
 3 means chunks 0-2 arrived. A `progress` event follows every change of `rows_done`; the
-stream ends with `finished` (with `accuracy` when the upload had labels) or `failed`.
+stream ends with `finished` (`rows`, `uncertain_rows`, `model_versions`, and `accuracy` when
+the upload had labels) or `failed`.
 """
 
 from __future__ import annotations
@@ -68,7 +69,11 @@ def _events(connection: Redis, batch: batches.Batch, sent: int) -> Iterator[byte
 def _end(batch: batches.Batch) -> dict[str, Any]:
     if batch.status == "failed":
         return {"error": batch.error}
-    body: dict[str, Any] = {"rows": batch.rows, "model_versions": batch.model_versions}
+    body: dict[str, Any] = {
+        "rows": batch.rows,
+        "uncertain_rows": batch.uncertain_rows,
+        "model_versions": batch.model_versions,
+    }
     if batch.has_labels:
         body["accuracy"] = batch.correct / batch.rows_done if batch.rows_done else None
     return body

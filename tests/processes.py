@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
+import requests
 from redis import Redis
 from redis.exceptions import RedisError
 
@@ -57,6 +58,42 @@ def wait_for(check: Callable[[], T], timeout: float, what: str, interval: float 
             return found
         assert time.monotonic() < deadline, f"timed out after {timeout:g} s waiting for {what}"
         time.sleep(interval)
+
+
+@contextmanager
+def digits_api(
+    redis_url: str, *flags: str, log: Path | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Run `digits api` as shipped (gunicorn, gevent) on a free port for the block.
+
+    Yields its base URL once /healthz answers, and the process (gunicorn's master). `flags`
+    are more options (`--processes 1`); its JSON lines go to `log` at INFO when given, else
+    nowhere (WARNING).
+    """
+    port = free_port()
+    level = "INFO" if log else "WARNING"
+    with open(log or os.devnull, "ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "scripts.cli", "api", "--port", str(port), *flags],
+            cwd=ROOT,
+            env=os.environ | {"REDIS_URL": redis_url, "DIGITS_LOG_LEVEL": level},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _healthy(base), 60, "digits api to answer")
+        yield base, process
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _healthy(base: str) -> bool:
+    try:
+        return requests.get(f"{base}/healthz", timeout=1).status_code == 200
+    except requests.RequestException:
+        return False
 
 
 def start_worker(redis_url: str, log_path: Path) -> subprocess.Popen[bytes]:

@@ -62,6 +62,8 @@ def test_events_follow_a_batch_as_it_runs(
     last_id, name, data = found[-1]
     assert (last_id, name) == ("3", "finished")
     assert data["accuracy"] == np.mean(np.asarray(expected) == truth)
+    status = client.get(f"/v1/batches/{batch_id}").json
+    assert data["uncertain_rows"] == status["uncertain_rows"] and data["rows"] == 100
 
 
 def test_events_resume_after_the_last_chunk_received(

@@ -11,7 +11,6 @@ import base64
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,7 +21,7 @@ import orjson
 import pytest
 import requests
 from flask import Flask
-from processes import ROOT, free_port, up_redis_url, wait_for, workers
+from processes import digits_api, up_redis_url, wait_for, workers
 from redis import Redis
 from simple_websocket import Client, ConnectionClosed
 from simple_websocket import ConnectionError as HandshakeError
@@ -278,30 +277,10 @@ def test_an_idle_connection_is_closed(redis_conn: Redis, redis_url: str) -> None
 @pytest.fixture
 def shipped_api(up_redis: Redis, networks: dict[str, bytes]) -> Iterator[str]:
     """`digits api` as shipped (gunicorn, gevent), one process, on a free port; its ws:// base."""
-    data_ = networks["a"]
-    version, _ = registry.publish(up_redis, data_, model.loads(data_).metadata)
+    version, _ = registry.publish(up_redis, networks["a"], model.loads(networks["a"]).metadata)
     registry.activate(up_redis, version)
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "scripts.cli", "api", "--port", str(port), "--processes", "1"],
-        cwd=ROOT,
-        env=os.environ | {"REDIS_URL": up_redis_url(), "DIGITS_LOG_LEVEL": "WARNING"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for(lambda: _ready(f"http://127.0.0.1:{port}"), 60, "digits api to answer")
-        yield f"ws://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
-def _ready(base: str) -> bool:
-    try:
-        return requests.get(f"{base}/healthz", timeout=1).status_code == 200
-    except requests.RequestException:
-        return False
+    with digits_api(up_redis_url(), "--processes", "1") as (base, _):
+        yield base.replace("http://", "ws://")
 
 
 def read_all(client: Client, count: int, timeout: float = 30) -> list[dict]:

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import orjson
 import pytest
 import requests
-from processes import free_port, up_redis_url, wait_for
+from processes import digits_api, up_redis_url
 from redis import Redis
 
-ROOT = Path(__file__).resolve().parent.parent
 TRICKLERS = 120  # half send their headers a line at a time, half their body a byte at a time
 TRICKLE_EVERY = 0.5  # seconds between a trickler's sends
 TRICKLE_FOR = 10.0  # seconds the flood lasts
@@ -27,21 +22,8 @@ ANSWER_WITHIN = 1.0  # seconds /healthz may take meanwhile
 @pytest.fixture
 def api(up_redis: Redis) -> Iterator[str]:
     """`digits api` as shipped (gunicorn, its default worker class) on a free port."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "scripts.cli", "api", "--port", str(port)],
-        cwd=ROOT,
-        env=os.environ | {"REDIS_URL": up_redis_url(), "DIGITS_LOG_LEVEL": "WARNING"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: answers(base), 60, "digits api to answer")
+    with digits_api(up_redis_url()) as (base, _):
         yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def answers(base: str) -> bool:

@@ -9,17 +9,14 @@ from clients, and the XREADs Redis still has blocked for it.
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import psutil
 import pytest
 import requests
-from processes import ROOT, free_port, up_redis_url, wait_for
+from processes import digits_api, up_redis_url, wait_for
 from redis import Redis
 
 from api import stream_output
@@ -31,22 +28,9 @@ AT_ONCE = 100
 @pytest.fixture
 def api(up_redis: Redis) -> Iterator[tuple[str, psutil.Process]]:
     """`digits api` as shipped (gevent), one process, on a free port; its URL and worker."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "scripts.cli", "api", "--port", str(port), "--processes", "1"],
-        cwd=ROOT,
-        env=os.environ | {"REDIS_URL": up_redis_url(), "DIGITS_LOG_LEVEL": "WARNING"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: _answers(base), 60, "digits api to answer")
+    with digits_api(up_redis_url(), "--processes", "1") as (base, process):
         (worker,) = psutil.Process(process.pid).children()
         yield base, worker
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def _answers(base: str) -> bool:

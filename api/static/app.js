@@ -1,50 +1,26 @@
 // The drawing page: canvas and uploads in, prediction and batch progress out.
-"use strict";
+
+import { uploadCsv } from "./batch.js";
+import { request, say, showVersion } from "./http.js";
+import { Live } from "./live.js";
 
 const PREDICT_DELAY_MS = 150; // wait for a pause in the stroke before asking again
-const POLL_MS = 400;
 const STROKE_SHARE = 0.08; // pen width as a share of the pad's side, close to MNIST strokes
+const BOX_COLOUR = "#e03131";
 
 const $ = (id) => document.getElementById(id);
 const pad = $("pad");
 const ink = pad.getContext("2d");
+const overlay = $("box");
 const keyInput = $("api-key");
 
 let drawn = false;
 let showingUpload = false; // the pad shows an uploaded picture: the next stroke starts afresh
 let lastPoint = null;
 let timer = null;
-let asked = 0; // numbers each prediction request so a slow older answer cannot win
+let asked = 0; // numbers each drawing or upload: only the answer to the last one is shown
 
-function headers(extra = {}) {
-  const key = keyInput.value.trim();
-  return key ? { ...extra, Authorization: `Bearer ${key}` } : extra;
-}
-
-async function request(url, options = {}) {
-  const response = await fetch(url, { ...options, headers: headers(options.headers) });
-  const isJson = (response.headers.get("Content-Type") || "").includes("application/json");
-  const body = isJson ? await response.json() : await response.text();
-  if (!response.ok) {
-    const error = isJson && body.error ? body.error : { message: `HTTP ${response.status}` };
-    throw new Error(error.message);
-  }
-  return body;
-}
-
-function sleep(ms) {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-function say(text, isError = false) {
-  const message = $("message");
-  message.textContent = text;
-  message.classList.toggle("error", isError);
-}
-
-function showVersion(version) {
-  if (version) $("model-version").textContent = version;
-}
+const live = new Live({ onAnswer: (answer) => settle(answer.id, answer), fallback: predictHttp });
 
 // Drawing -------------------------------------------------------------------------------
 
@@ -58,20 +34,26 @@ function resetPad() {
   ink.lineWidth = pad.width * STROKE_SHARE;
   drawn = false;
   showingUpload = false;
+  clearBox();
 }
 
+// Show the picture fitted in the pad; resolve with where it went (null if it cannot be shown).
 async function showUpload(file) {
   resetPad();
   try {
-    const picture = await createImageBitmap(file);
-    const fit = Math.min(pad.width / picture.width, pad.height / picture.height);
-    const width = picture.width * fit;
-    const height = picture.height * fit;
-    ink.drawImage(picture, (pad.width - width) / 2, (pad.height - height) / 2, width, height);
+    // The box in the answer is in the picture's pixels after its EXIF orientation: so is this.
+    const picture = await createImageBitmap(file, { imageOrientation: "from-image" });
+    const scale = Math.min(pad.width / picture.width, pad.height / picture.height);
+    const width = picture.width * scale;
+    const height = picture.height * scale;
+    const fit = { scale, x: (pad.width - width) / 2, y: (pad.height - height) / 2 };
+    ink.drawImage(picture, fit.x, fit.y, width, height);
     picture.close();
     showingUpload = true;
+    return fit;
   } catch {
     // A picture the browser cannot show may still be one the server reads: its answer decides.
+    return null;
   }
 }
 
@@ -129,34 +111,56 @@ function predictPad() {
     delete pad.dataset.pending;
     return;
   }
-  pad.toBlob((blob) => predictImage(blob), "image/png");
+  pad.dataset.drawing = ++asked; // the drawing whose answer is awaited
+  live.send(asked, pad.toDataURL("image/png"));
 }
 
 // Prediction ----------------------------------------------------------------------------
 
-async function predictImage(blob) {
-  const number = ++asked;
+// A drawing the connection could not take goes as one request, as JSON with its data URL.
+async function predictHttp(drawing) {
+  const options = {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ image: drawing.image }),
+  };
   try {
-    const body = new FormData();
-    body.append("file", blob, blob.name || "digit.png");
-    const answer = await finished(await request("v1/predict/image", { method: "POST", body }));
-    if (number !== asked) return;
-    showPrediction(answer);
-    say("");
+    settle(drawing.id, await request("v1/predict/image", options));
   } catch (error) {
-    if (number === asked) say(error.message, true);
-  } finally {
-    if (number === asked) delete pad.dataset.pending;
+    settle(drawing.id, { error: { message: error.message } });
   }
 }
 
-async function finished(answer) {
-  while (!answer.labels) {
-    if (answer.status === "failed") throw new Error(answer.error || "the prediction failed");
-    await sleep(POLL_MS);
-    answer = { ...answer, ...(await request(answer.status_url)) };
+async function predictUpload(file, shown) {
+  const number = ++asked;
+  pad.dataset.drawing = number;
+  live.forget();
+  const body = new FormData();
+  body.append("file", file, file.name || "digit.png");
+  let answer;
+  try {
+    answer = await request("v1/predict/image", { method: "POST", body });
+  } catch (error) {
+    answer = { error: { message: error.message } };
   }
-  return answer;
+  const fit = await shown;
+  if (settle(number, answer) && answer.box && fit) drawBox(answer.box, fit);
+}
+
+// Show the answer to drawing or upload `number` if it is still the last one; say whether it was.
+function settle(number, answer) {
+  if (number !== asked) return false;
+  delete pad.dataset.pending;
+  if (answer.error) {
+    say(answer.error.message, true);
+  } else if (answer.status === "queued") {
+    say("No answer in time: the service is busy. Draw again to retry.", true);
+  } else {
+    showPrediction(answer);
+    $("label").dataset.drawing = number; // which drawing the answer shown is for
+    say("");
+  }
+  return true;
 }
 
 function showPrediction(answer) {
@@ -200,45 +204,21 @@ function drawSeen(pixels) {
   view.putImageData(image, 0, 0);
 }
 
-// Batch ---------------------------------------------------------------------------------
-
-async function uploadCsv(file) {
-  const link = $("download");
-  link.hidden = true;
-  if (link.href) URL.revokeObjectURL(link.href);
-  $("csv-name").textContent = file.name;
-  $("progress").value = 0;
-  $("batch-status").textContent = "Uploading…";
-  try {
-    const body = new FormData();
-    body.append("file", file, file.name);
-    const batch = await request("v1/batches", { method: "POST", body });
-    const status = await followBatch(batch);
-    const csv = await request(batch.submission_url);
-    link.href = URL.createObjectURL(new Blob([csv], { type: "text/csv" }));
-    link.hidden = false;
-    const accuracy =
-      status.accuracy === undefined || status.accuracy === null
-        ? ""
-        : `, accuracy ${(status.accuracy * 100).toFixed(2)}%`;
-    const unsure = `, ${status.uncertain_rows} uncertain`;
-    $("batch-status").textContent = `Done: ${status.rows} rows${unsure}${accuracy}.`;
-  } catch (error) {
-    $("batch-status").textContent = "Batch failed.";
-    say(error.message, true);
-  }
+// The crop box [left, top, right, bottom] (the picture's pixels) over the picture on the pad.
+function drawBox([left, top, right, bottom], fit) {
+  const view = overlay.getContext("2d");
+  view.clearRect(0, 0, overlay.width, overlay.height);
+  view.strokeStyle = BOX_COLOUR;
+  view.lineWidth = 2;
+  const x = fit.x + left * fit.scale;
+  const y = fit.y + top * fit.scale;
+  view.strokeRect(x, y, (right - left) * fit.scale, (bottom - top) * fit.scale);
+  overlay.dataset.box = [left, top, right, bottom].join(",");
 }
 
-async function followBatch(batch) {
-  for (;;) {
-    const status = await request(batch.status_url);
-    $("progress").value = status.rows ? status.rows_done / status.rows : 0;
-    $("batch-status").textContent = `${status.rows_done} of ${status.rows} rows`;
-    showVersion(status.model_version);
-    if (status.status === "finished") return status;
-    if (status.status === "failed") throw new Error(status.error || "the batch failed");
-    await sleep(POLL_MS);
-  }
+function clearBox() {
+  overlay.getContext("2d").clearRect(0, 0, overlay.width, overlay.height);
+  delete overlay.dataset.box;
 }
 
 async function checkReady() {
@@ -251,10 +231,24 @@ async function checkReady() {
 
 // Wiring --------------------------------------------------------------------------------
 
+function clear() {
+  resetPad();
+  asked++;
+  live.forget();
+  clearTimeout(timer);
+  delete pad.dataset.pending;
+  $("label").textContent = "?";
+  $("label").classList.remove("unsure");
+  $("confidence").textContent = "Draw a digit to start";
+  drawBars(new Array(10).fill(0), -1);
+  $("seen").getContext("2d").clearRect(0, 0, 28, 28);
+}
+
 function start() {
   keyInput.value = localStorage.getItem("digits.apiKey") || "";
   keyInput.addEventListener("change", () => {
     localStorage.setItem("digits.apiKey", keyInput.value.trim());
+    live.restart();
   });
   resetPad();
   drawBars(new Array(10).fill(0), -1);
@@ -263,22 +257,12 @@ function start() {
   pad.addEventListener("pointermove", onPointerMove);
   pad.addEventListener("pointerup", onPointerUp);
   pad.addEventListener("pointercancel", onPointerUp);
-  $("clear").addEventListener("click", () => {
-    resetPad();
-    asked++;
-    clearTimeout(timer);
-    delete pad.dataset.pending;
-    $("label").textContent = "?";
-    $("label").classList.remove("unsure");
-    $("confidence").textContent = "Draw a digit to start";
-    drawBars(new Array(10).fill(0), -1);
-    $("seen").getContext("2d").clearRect(0, 0, 28, 28);
-  });
+  $("clear").addEventListener("click", clear);
   $("image-file").addEventListener("change", (event) => {
     const file = event.target.files[0];
     if (file) {
-      showUpload(file);
-      predictImage(file);
+      pad.dataset.pending = "true";
+      predictUpload(file, showUpload(file));
     }
     event.target.value = "";
   });
