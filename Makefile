@@ -24,7 +24,7 @@ up: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy api formats pictures store worker scripts
+	$(VENV)/bin/mypy api config formats pictures store worker scripts
 
 # The browser tests drive Debian's Chromium, the failover tests Debian's redis-sentinel, the
 # multi-host test iproute2's `ip`, the non-digit generator draws letters in DejaVu fonts;

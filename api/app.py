@@ -24,8 +24,8 @@ from api import (
     streams,
     upload,
 )
-from api import config as settings
 from api.encoding import OrjsonProvider
+from config import settings
 from store import logs
 
 BLUEPRINTS = (

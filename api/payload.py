@@ -15,9 +15,8 @@ import orjson
 from numpy.typing import NDArray
 
 from api.errors import ApiError
+from formats.mnist import N_PIXELS, SIDE  # an image may also come as 28 rows of 28 values
 
-N_PIXELS = 784
-SIDE = 28  # an image may also come as 28 rows of 28 values, a common client shape
 FIELDS = {"pixels", "images"}
 SHAPE_HINT = '{"pixels": [784 integers 0-255]} or {"images": [[784 integers 0-255], ...]}'
 SEVERAL = 'send several as {"images": [...]}'

@@ -23,8 +23,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from formats import compressed
+from formats.mnist import N_PIXELS as PIXELS
 
-PIXELS = 784
 PIXEL_NAMES = [f"pixel{i}" for i in range(PIXELS)]
 PARSE_CHUNK_ROWS = 1024  # ~1.6 MB of text: big enough for NumPy, small enough for the cache
 WRITE_CHUNK_ROWS = 4096

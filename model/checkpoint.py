@@ -6,7 +6,6 @@ network twice gives the same bytes and the same version.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -17,6 +16,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from formats.mnist import N_PIXELS
+from formats.weights import version as file_version
 from model.ensemble import NAME as ENSEMBLE
 from model.ensemble import Ensemble
 from model.network import Network, from_metadata
@@ -29,11 +30,6 @@ ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
 class WeightsError(ValueError):
     """A weights file is corrupt, truncated, or does not describe a valid network."""
-
-
-def file_version(data: bytes) -> str:
-    """Return the version of a weights file: the first 16 hex digits of its SHA-256."""
-    return hashlib.sha256(data).hexdigest()[:16]
 
 
 def dumps(net: Network | Ensemble) -> bytes:
@@ -75,7 +71,7 @@ def loads(data: bytes, source: str = "weights") -> Network | Ensemble:
     metadata = _read_metadata(arrays.pop(METADATA, None), source)
     try:
         net = build_from(metadata)
-        net.normalise(np.zeros((1, 784), np.uint8))
+        net.normalise(np.zeros((1, N_PIXELS), np.uint8))
     except (KeyError, TypeError, ValueError, AttributeError, MemoryError) as exc:
         raise WeightsError(f"{source}: metadata does not describe a network: {exc!r}") from exc
     _check_arrays(net.state(), arrays, source)

@@ -27,6 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from formats.kaggle_csv import CSVFormatError, read_kaggle_csv, write_kaggle_csv
+from formats.mnist import N_PIXELS
 from model.idx import IDXFormatError, read_idx
 from model.sources import SOURCES, Say, SourceUnavailable, Splits
 
@@ -170,8 +171,8 @@ def _write_csvs(directory: Path, splits: Splits) -> None:
 def _checked(splits: Splits) -> Splits:
     """Check dtypes, shapes and label range of (x_train, y_train, x_test, y_test)."""
     for x, y in (splits[:2], splits[2:]):
-        if x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != 784:
-            raise ValueError(f"images must be uint8 (n, 784), got {x.dtype} {x.shape}")
+        if x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != N_PIXELS:
+            raise ValueError(f"images must be uint8 (n, {N_PIXELS}), got {x.dtype} {x.shape}")
         if y.dtype != np.int64 or y.shape != (len(x),):
             raise ValueError(f"labels must be int64 ({len(x)},), got {y.dtype} {y.shape}")
         if len(y) == 0 or y.min() < 0 or y.max() > 9:

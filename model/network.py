@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from formats.mnist import N_PIXELS
 from model.calibration import CALIBRATION
 from model.layers import (
     LAYER_TYPES,
@@ -23,7 +24,6 @@ from model.layers import (
 )
 from model.losses import softmax
 
-N_PIXELS = 784
 N_CLASSES = 10
 # Raw uint8 pixels map to [0, 1]; kept as an affine map so it folds into the first layer.
 NORMALISATION = {"scale": 1 / 255, "shift": 0.0}

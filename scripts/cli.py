@@ -7,6 +7,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from config.settings import SettingError
+
 # Each module defines `register(subparsers)`, which adds its subcommand(s) and sets
 # `func=<callable taking the parsed args and returning an exit code>`.
 COMMAND_MODULES = [
@@ -35,8 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the `digits` command line."""
-    args = build_parser().parse_args(argv)
+    """Run the `digits` command line; 2 when the arguments or the settings are wrong."""
+    try:
+        parser = build_parser()  # the flags' defaults are the settings
+    except SettingError as error:
+        print(f"digits: {error}", file=sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
     return int(args.func(args) or 0)
 
 

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 from redis import Redis
 
+from config import settings
+from scripts.serve import redis_option
 from store import registry
 from store.connection import connect
-
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 class PublishError(ValueError):
@@ -21,6 +20,7 @@ class PublishError(ValueError):
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `publish`, `models` and `activate` subcommands."""
+    loaded = settings.load()
     publish = subparsers.add_parser("publish", help="store a weights file in the registry")
     publish.add_argument("path", type=Path, help="weights file (.npz) written by `digits train`")
     when = publish.add_mutually_exclusive_group()
@@ -30,25 +30,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="make it current only if no model is (for first starts)",
     )
-    _redis_option(publish)
+    redis_option(publish, loaded)
     publish.set_defaults(func=publish_command)
 
     models = subparsers.add_parser("models", help="list published models")
-    _redis_option(models)
+    redis_option(models, loaded)
     models.set_defaults(func=models_command)
 
     activate = subparsers.add_parser("activate", help="make a published model current")
     activate.add_argument("version", help="a version listed by `digits models`")
-    _redis_option(activate)
+    redis_option(activate, loaded)
     activate.set_defaults(func=activate_command)
-
-
-def _redis_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--redis-url",
-        default=os.environ.get("REDIS_URL", DEFAULT_REDIS_URL),
-        help="Redis to use (default: $REDIS_URL or %(default)s)",
-    )
 
 
 def publish_file(connection: Redis, path: Path, activate: bool = False) -> str:

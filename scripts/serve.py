@@ -1,4 +1,8 @@
-"""`digits api`, `digits worker`: run one of the service's processes (`digits up` runs all)."""
+"""`digits api`, `digits worker`: run one of the service's processes (`digits up` runs all).
+
+Their flags default to the settings (`config.settings`: defaults, then the environment) and
+override them.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,9 @@ import sys
 from redis import Redis
 from redis.exceptions import RedisError
 
+from config import settings
+from config.settings import Settings
 from scripts import metrics_dir
-from scripts.registry import DEFAULT_REDIS_URL
 from store import eviction, logs
 from store.connection import connect
 
@@ -20,65 +25,92 @@ API_WORKER_CLASSES = {
     name: f"scripts.gunicorn_workers.Json{kind}Worker"
     for name, kind in (("gevent", "Gevent"), ("gthread", "Thread"), ("sync", "Sync"))
 }
+# Each command's flags (argparse names) and the settings they override.
+API_FLAGS = {
+    "host": "DIGITS_HOST",
+    "port": "PORT",
+    "processes": "DIGITS_API_PROCESSES",
+    "threads": "DIGITS_API_THREADS",
+    "keep_alive": "DIGITS_API_KEEPALIVE",
+    "worker_class": "DIGITS_API_WORKER_CLASS",
+    "allow_eviction": "DIGITS_ALLOW_EVICTION",
+}
+WORKER_FLAGS = {
+    "redis_url": "REDIS_URL",
+    "log_level": "DIGITS_LOG_LEVEL",
+    "blas_threads": "DIGITS_BLAS_THREADS",
+    "allow_eviction": "DIGITS_ALLOW_EVICTION",
+}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `api` and `worker` subcommands."""
+    loaded = settings.load()
     api = subparsers.add_parser("api", help="serve the HTTP API with gunicorn")
-    bind_options(api)
+    bind_options(api, loaded)
     api.add_argument(
         "--processes",
         type=int,
-        default=int(os.environ.get("DIGITS_API_PROCESSES", "2")),
+        default=loaded["DIGITS_API_PROCESSES"],
         help="gunicorn worker processes (default: $DIGITS_API_PROCESSES or %(default)s)",
     )
     api.add_argument(
         "--threads",
         type=int,
-        default=int(os.environ.get("DIGITS_API_THREADS", "16")),
+        default=loaded["DIGITS_API_THREADS"],
         help="threads per process; each waiting request holds one (default: %(default)s)",
     )
     api.add_argument(
         "--keep-alive",
         type=int,
-        default=int(os.environ.get("DIGITS_API_KEEPALIVE", "2")),
+        default=loaded["DIGITS_API_KEEPALIVE"],
         help="seconds an idle connection is kept open; 0 closes each after its answer, which "
         "spreads busy clients over the processes (default: %(default)s)",
     )
     api.add_argument(
         "--worker-class",
         choices=sorted(API_WORKER_CLASSES),
-        default=os.environ.get("DIGITS_API_WORKER_CLASS", "gevent"),
+        default=loaded["DIGITS_API_WORKER_CLASS"],
         help="gunicorn worker type: gevent holds slow clients cheaply, gthread uses --threads, "
         "sync serves one request per process (default: %(default)s)",
     )
-    eviction_option(api)
+    eviction_option(api, loaded)
     api.set_defaults(func=api_command)
 
     worker = subparsers.add_parser("worker", help="run an RQ worker (no fork, model preloaded)")
     worker.add_argument("--burst", action="store_true", help="quit when the queues are empty")
-    worker.add_argument(
-        "--redis-url",
-        default=os.environ.get("REDIS_URL", DEFAULT_REDIS_URL),
-        help="Redis to use (default: $REDIS_URL or %(default)s)",
-    )
-    worker.add_argument("--log-level", default=os.environ.get("DIGITS_LOG_LEVEL", "INFO"))
+    redis_option(worker, loaded)
+    worker.add_argument("--log-level", default=loaded["DIGITS_LOG_LEVEL"])
     worker.add_argument(
         "--blas-threads",
         type=int,
-        default=int(os.environ.get("DIGITS_BLAS_THREADS", "1")),
-        help="BLAS threads in this worker; run one worker per core instead (default: 1)",
+        default=loaded["DIGITS_BLAS_THREADS"],
+        help="BLAS threads in this worker; run one worker per core instead (default: %(default)s)",
     )
-    eviction_option(worker)
+    eviction_option(worker, loaded)
     worker.set_defaults(func=worker_command)
 
 
-def eviction_option(parser: argparse.ArgumentParser) -> None:
+def configured(args: argparse.Namespace, flags: dict[str, str]) -> Settings:
+    """Return the settings, a command's `flags` (argparse name: setting) overriding them."""
+    return settings.load({name: getattr(args, flag) for flag, name in flags.items()})
+
+
+def redis_option(parser: argparse.ArgumentParser, loaded: Settings) -> None:
+    """Add --redis-url (`digits worker`, `publish`, `models`, `activate`)."""
+    parser.add_argument(
+        "--redis-url",
+        default=loaded["REDIS_URL"],
+        help="Redis to use (default: $REDIS_URL or %(default)s)",
+    )
+
+
+def eviction_option(parser: argparse.ArgumentParser, loaded: Settings) -> None:
     """Add --allow-eviction (`digits api`, `worker` and `up`)."""
     parser.add_argument(
         "--allow-eviction",
         action="store_true",
-        default=os.environ.get(eviction.OVERRIDE, "") not in ("", "0"),
+        default=loaded["DIGITS_ALLOW_EVICTION"],
         help="start even when Redis's maxmemory-policy is not noeviction: queued work and "
         f"results may then vanish (default: ${eviction.OVERRIDE})",
     )
@@ -99,33 +131,35 @@ def refuse_eviction(connection: Redis, allow: bool) -> bool:
     return False
 
 
-def bind_options(parser: argparse.ArgumentParser) -> None:
+def bind_options(parser: argparse.ArgumentParser, loaded: Settings) -> None:
     """Add --host and --port (`digits api` and `up`)."""
-    parser.add_argument("--host", default=os.environ.get("DIGITS_HOST", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    parser.add_argument("--host", default=loaded["DIGITS_HOST"])
+    parser.add_argument("--port", type=int, default=loaded["PORT"])
 
 
 def api_command(args: argparse.Namespace) -> int:
     """Replace this process with gunicorn serving `api.create_app()`."""
-    url = os.environ.get("REDIS_URL", DEFAULT_REDIS_URL)
-    if refuse_eviction(connect(url, socket_connect_timeout=2), args.allow_eviction):
+    config = configured(args, API_FLAGS)
+    allow = config["DIGITS_ALLOW_EVICTION"]
+    if refuse_eviction(connect(config["REDIS_URL"], socket_connect_timeout=2), allow):
         return 1
-    if args.allow_eviction:
+    if allow:
         os.environ[eviction.OVERRIDE] = "1"  # /readyz then reports the policy, not a problem
+    worker_class = config["DIGITS_API_WORKER_CLASS"]
     command = [
         sys.executable,
         "-m",
         "gunicorn",
         "--bind",
-        f"{args.host}:{args.port}",
+        f"{config['DIGITS_HOST']}:{config['PORT']}",
         "--workers",
-        str(args.processes),
+        str(config["DIGITS_API_PROCESSES"]),
         "--worker-class",
-        API_WORKER_CLASSES[args.worker_class],
+        API_WORKER_CLASSES[worker_class],
         "--threads",
-        str(args.threads if args.worker_class == "gthread" else 1),
+        str(config["DIGITS_API_THREADS"] if worker_class == "gthread" else 1),
         "--keep-alive",
-        str(args.keep_alive),
+        str(config["DIGITS_API_KEEPALIVE"]),
         "--graceful-timeout",
         "10",
         "--logger-class",
@@ -148,16 +182,11 @@ def worker_command(args: argparse.Namespace) -> int:
     """Run one worker until SIGTERM (or until the queues are empty with --burst)."""
     from worker import runner  # imports the network: only worker processes need it
 
-    logs.configure(args.log_level)
-    logging.getLogger("worker").info("worker on Redis %s", logs.mask(args.redis_url))
-    connection = connect(args.redis_url)
-    if refuse_eviction(connection, args.allow_eviction):
+    config = configured(args, WORKER_FLAGS)
+    logs.configure(config["DIGITS_LOG_LEVEL"])
+    logging.getLogger("worker").info("worker on Redis %s", logs.mask(config["REDIS_URL"]))
+    connection = connect(config["REDIS_URL"])
+    if refuse_eviction(connection, config["DIGITS_ALLOW_EVICTION"]):
         return 1
-    runner.run(
-        connection,
-        burst=args.burst,
-        # RQ logs three lines per job; the JSON job line (store/jobstats.py) replaces them.
-        logging_level="DEBUG" if args.log_level.upper() == "DEBUG" else "WARNING",
-        blas_threads=args.blas_threads,
-    )
+    runner.run(connection, config, burst=args.burst)
     return 0

@@ -2,7 +2,8 @@
 
 It finds or starts Redis, publishes the shipped model when none is active, starts the API
 (gunicorn) and N workers as its own children, supervised (scripts/supervisor.py), prints the
-URL once /readyz is green, and stops them all on Ctrl-C or SIGTERM.
+URL once /readyz is green, and stops them all on Ctrl-C or SIGTERM. Redis is $REDIS_URL when
+it is set, else the default URL when a server answers there, else an embedded one.
 """
 
 from __future__ import annotations
@@ -22,13 +23,15 @@ import requests
 from redis import Redis
 from redis.exceptions import RedisError
 
+from config import settings
+from config.settings import DEFAULTS
+from model.data import data_dir
 from scripts.registry import publish_file
-from scripts.serve import bind_options, eviction_option, refuse_eviction
+from scripts.serve import bind_options, configured, eviction_option, refuse_eviction
 from scripts.supervisor import Child, Supervisor
 from store import eviction, logs, registry
 from store.connection import connect
 
-LOCAL_REDIS_URL = "redis://127.0.0.1:6379/0"
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "model" / "weights"
 SHIPPED_WEIGHTS = ("cnn.npz", "mlp.npz")  # first found is published by `digits up`
 READY_TIMEOUT = 60.0  # seconds `digits up` waits for /readyz
@@ -38,8 +41,9 @@ CHECK_INTERVAL = 0.5  # seconds between the supervisor's rounds
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `up` subcommand."""
+    loaded = settings.load()
     up = subparsers.add_parser("up", help="run Redis (if needed), the API and workers")
-    bind_options(up)
+    bind_options(up, loaded)
     up.add_argument(
         "--workers",
         type=int,
@@ -49,10 +53,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     up.add_argument(
         "--data-dir",
         type=Path,
-        default=Path(os.environ.get("DIGITS_DATA_DIR", "data")),
-        help="where an embedded Redis keeps its file (default: %(default)s)",
+        default=data_dir(),
+        help="where an embedded Redis keeps its file (default: $DIGITS_DATA_DIR or %(default)s)",
     )
-    eviction_option(up)
+    eviction_option(up, loaded)
     up.set_defaults(func=up_command)
 
 
@@ -61,12 +65,14 @@ def up_command(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _setter(stop))
-    logs.configure(os.environ.get("DIGITS_LOG_LEVEL", "INFO"))
-    with redis_server(os.environ.get("REDIS_URL"), LOCAL_REDIS_URL, args.data_dir) as url:
+    config = configured(args, {"allow_eviction": "DIGITS_ALLOW_EVICTION"})
+    logs.configure(config["DIGITS_LOG_LEVEL"])
+    chosen = config["REDIS_URL"] if "REDIS_URL" in os.environ else None
+    with redis_server(chosen, DEFAULTS["REDIS_URL"], args.data_dir) as url:
         connection = connect(url)
-        if refuse_eviction(connection, args.allow_eviction):
+        if refuse_eviction(connection, config["DIGITS_ALLOW_EVICTION"]):
             return 1
-        if args.allow_eviction:
+        if config["DIGITS_ALLOW_EVICTION"]:
             os.environ[eviction.OVERRIDE] = "1"  # for the children
         try:
             version = ensure_model(connection, WEIGHTS_DIR)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-N_PIXELS = 784
+from formats.mnist import N_PIXELS
+
 N_CLASSES = 10
 
 

@@ -6,13 +6,13 @@ imports it, to prove a file loads before it is stored.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from redis import Redis
 
+from formats.weights import version as file_version
 from store import codec, keys
 from store.batches import now
 
@@ -39,11 +39,6 @@ class ModelRecord:
     size: int
 
 
-def content_version(data: bytes) -> str:
-    """Return the version of a weights file: the first 16 hex digits of its SHA-256."""
-    return hashlib.sha256(data).hexdigest()[:16]
-
-
 def publish(connection: Redis, data: bytes, metadata: dict[str, Any]) -> tuple[str, bool]:
     """Store a weights file under its hash, once it has loaded; return (version, newly stored)."""
     import model  # the network: needed here only
@@ -52,7 +47,7 @@ def publish(connection: Redis, data: bytes, metadata: dict[str, Any]) -> tuple[s
         model.loads(data)
     except model.WeightsError as error:
         raise BadWeights(str(error)) from None
-    version = content_version(data)
+    version = file_version(data)
     record = {"version": version, "metadata": metadata, "published_at": now(), "size": len(data)}
     pipe = connection.pipeline()
     pipe.set(keys.model_weights(version), data, nx=True)
@@ -73,7 +68,7 @@ def weights(connection: Redis, version: str) -> bytes:
     data = connection.get(keys.model_weights(version))
     if data is None:
         raise UnknownModel(version)
-    if content_version(codec.raw(data)) != version:
+    if file_version(codec.raw(data)) != version:
         raise CorruptModel(f"stored weights of model {version} do not match their hash")
     return codec.raw(data)
 

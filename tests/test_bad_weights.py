@@ -14,6 +14,7 @@ from flask.testing import FlaskClient
 from processes import wait_for, workers
 from redis import Redis
 
+from formats.weights import version as file_version
 from scripts.cli import main
 from store import keys, registry
 from worker import jobs
@@ -77,7 +78,7 @@ def test_publish_refuses_weights_that_do_not_load(
 
 def inject(redis_conn: Redis, data: bytes) -> str:
     """Store weights behind the registry's back (right hash, no check) and make them current."""
-    version = registry.content_version(data)
+    version = file_version(data)
     redis_conn.set(keys.model_weights(version), data)
     redis_conn.set(keys.MODELS_CURRENT, version)
     return version

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from redis.sentinel import SentinelConnectionPool
 
-from api.config import DEFAULTS
+from config.settings import DEFAULTS
 from scripts import up
 from scripts.cli import build_parser
 from store.connection import connect, parse_sentinel_url

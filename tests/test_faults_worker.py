@@ -18,6 +18,7 @@ from rq.serializers import JSONSerializer
 
 import model
 from api import create_app
+from config.settings import DEFAULTS
 from formats.kaggle_csv import write_kaggle_csv
 from scripts.registry import publish_file
 from store import codec, keys
@@ -86,7 +87,7 @@ def test_a_job_that_kills_every_worker_fails_after_max_recoveries(
     client: FlaskClient, service, published: dict, pixels: np.ndarray, redis_conn: Redis
 ) -> None:
     job_id = client.post("/v1/jobs", json={"pixels": pixels[0].tolist()}).json["job_id"]
-    for _ in range(recovery.MAX_RECOVERIES):
+    for _ in range(DEFAULTS["DIGITS_MAX_RECOVERIES"]):
         worker = start_and_die(redis_conn, job_id)
         assert recovery.sweep(redis_conn, worker.queues) == [job_id]
     worker = start_and_die(redis_conn, job_id)

@@ -1,4 +1,5 @@
-"""One-way imports: api → store, formats, pictures; worker → store, model, pictures; never back."""
+"""One-way imports: api → config, store, formats, pictures; worker → config, store, model,
+pictures; config → store → formats; never back."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 FORBIDDEN = {
     "api": {"worker", "model", "scripts"},
-    "store": {"api", "worker", "model", "scripts", "formats", "pictures"},
-    "formats": {"api", "worker", "model", "scripts", "store"},
-    "pictures": {"api", "worker", "model", "scripts", "store", "formats"},
-    "model": {"api", "worker", "scripts", "store", "pictures"},
+    "config": {"api", "worker", "model", "scripts", "formats", "pictures"},
+    "store": {"api", "worker", "model", "scripts", "pictures", "config"},
+    "formats": {"api", "worker", "model", "scripts", "store", "pictures", "config"},
+    "pictures": {"api", "worker", "model", "scripts", "store", "formats", "config"},
+    "model": {"api", "worker", "scripts", "store", "pictures", "config"},
     "worker": {"api", "scripts"},
 }
 # Publishing checks that a weights file loads before storing it; only the CLI and tests publish,

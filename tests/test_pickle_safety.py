@@ -30,6 +30,7 @@ from rq.serializers import JSONSerializer
 
 import model
 from formats.kaggle_csv import write_kaggle_csv
+from formats.weights import version as file_version
 from scripts.registry import PublishError, publish_file
 from store import keys, registry
 from worker import jobs, runner
@@ -158,7 +159,7 @@ def test_weights_holding_pickles_are_refused(
     # Planted past `digits publish`, straight into Redis under its true hash:
     before = queue_job(client)
     service.work()  # this worker now holds model "a"
-    version = registry.content_version(bad)
+    version = file_version(bad)
     service.connection.set(keys.model_weights(version), bad)
     service.connection.set(keys.MODELS_CURRENT, version)
     after = queue_job(client)

@@ -9,7 +9,9 @@ import pytest
 from redis import Redis
 from rq import SimpleWorker
 
-from store import keys, registry
+from config.settings import DEFAULTS
+from formats.weights import version as file_version
+from store import keys
 from worker import jobs, runner
 from worker.cache import ModelCache, NoModel
 
@@ -40,7 +42,7 @@ def test_cache_keeps_serving_when_the_new_version_does_not_load(
     cache = ModelCache()
     network, _ = cache.get(redis_conn, published["a"])
     bad = b"not a weights file"
-    bad_version = registry.content_version(bad)
+    bad_version = file_version(bad)
     redis_conn.set(keys.model_weights(bad_version), bad)
     redis_conn.set(keys.MODELS_CURRENT, bad_version)
     assert cache.get(redis_conn, bad_version) == (network, published["a"])
@@ -54,7 +56,7 @@ def test_worker_is_simple_json_and_on_both_queues(redis_conn: Redis) -> None:
     assert isinstance(worker, SimpleWorker)
     assert worker.serializer.__name__ == "JSONSerializer"
     assert worker.queue_names() == [keys.PREDICT_QUEUE, keys.BATCH_QUEUE]
-    assert worker.worker_ttl == runner.WORKER_TTL
+    assert worker.worker_ttl == DEFAULTS["DIGITS_WORKER_TTL"]
 
 
 def test_burst_worker_returns_whether_it_worked(client, service, published: dict) -> None:

@@ -6,7 +6,7 @@ DEAD_AFTER is dead (killed, out of memory, its machine gone). One live worker at
 sweeps: each job that a dead worker had taken (started, or only claimed off its queue, see
 `worker.queues`) goes back to the front of its queue, so a lost batch chunk runs again
 within seconds instead of after RQ's job timeout. A job whose workers keep dying under it
-(a poison pill) fails after MAX_RECOVERIES re-runs.
+(a poison pill) fails after DIGITS_MAX_RECOVERIES re-runs.
 
 A worker only judges others after it has itself beaten for DEAD_AFTER without a break: after
 Redis comes back from a restart, every live worker has beaten again before anyone sweeps.
@@ -33,11 +33,10 @@ from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
 from rq.worker import BaseWorker
 
+from config.settings import DEFAULTS
 from store import keys
 from store.liveness import BEAT_INTERVAL, DEAD_AFTER, beat, dead_workers, texts
 
-SWEEP_INTERVAL = 2.0  # seconds between sweeps, across all workers
-MAX_RECOVERIES = 2  # re-runs of a job whose worker died, before it fails
 RECONNECT_DELAYS = (0.5, 1.0, 2.0, 4.0, 5.0)  # seconds between tries to reach Redis again
 ENDED = {JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED}
 
@@ -45,11 +44,23 @@ log = logging.getLogger(__name__)
 
 
 class Lifeline:
-    """Beat for one worker in a background thread and sweep for dead ones, while in use."""
+    """Beat for one worker in a background thread and sweep for dead ones, while in use.
 
-    def __init__(self, connection: Redis, worker: BaseWorker) -> None:
+    Some worker sweeps every `sweep_interval` seconds; a job is run again `max_recoveries`
+    times at most.
+    """
+
+    def __init__(
+        self,
+        connection: Redis,
+        worker: BaseWorker,
+        sweep_interval: float = DEFAULTS["DIGITS_SWEEP_INTERVAL"],
+        max_recoveries: int = DEFAULTS["DIGITS_MAX_RECOVERIES"],
+    ) -> None:
         self.connection = connection
         self.worker = worker
+        self.sweep_interval = sweep_interval
+        self.max_recoveries = max_recoveries
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lifeline", daemon=True)
 
@@ -74,7 +85,7 @@ class Lifeline:
                 beat(self.connection, self.worker.name)
                 beating_since = beating_since or time.monotonic()
                 if time.monotonic() - beating_since >= DEAD_AFTER and self._take_turn():
-                    sweep(self.connection, self.worker.queues)
+                    sweep(self.connection, self.worker.queues, self.max_recoveries)
             except RedisError as error:
                 if beating_since is not None:
                     log.warning("worker %s cannot beat: %s", self.worker.name, error)
@@ -83,15 +94,19 @@ class Lifeline:
                 log.exception("sweep for dead workers failed")
 
     def _take_turn(self) -> bool:
-        """Claim the next sweep: one worker sweeps per SWEEP_INTERVAL."""
+        """Claim the next sweep: one worker sweeps per sweep interval."""
         lock = self.connection.set(
-            keys.RECOVERY_LOCK, self.worker.name, nx=True, px=int(SWEEP_INTERVAL * 1000)
+            keys.RECOVERY_LOCK, self.worker.name, nx=True, px=int(self.sweep_interval * 1000)
         )
         return bool(lock)
 
 
-def sweep(connection: Redis, queues: Sequence[Queue]) -> list[str]:
-    """Queue again the jobs dead workers had taken; return their ids.
+def sweep(
+    connection: Redis,
+    queues: Sequence[Queue],
+    max_recoveries: int = DEFAULTS["DIGITS_MAX_RECOVERIES"],
+) -> list[str]:
+    """Queue again the jobs dead workers had taken (at most `max_recoveries` times); their ids.
 
     Those are the jobs a dead worker had started, and the jobs taken off a queue that no
     worker started within DEAD_AFTER (their worker died between the two steps).
@@ -108,13 +123,13 @@ def sweep(connection: Redis, queues: Sequence[Queue]) -> list[str]:
         for job_id, execution in started.items():
             owner = execution.worker_name
             if owner and _is_dead(connection, owner, dead, beating) and _end(queue, execution):
-                recovered += _requeue(connection, queue, job_id)
+                recovered += _requeue(connection, queue, job_id, max_recoveries)
         for job_id in claimed - started.keys():
             # LREM's count makes one sweep the taker (RQ's IntermediateQueue.remove returns none).
             if _unstarted_since(connection, job_id, now) <= now - DEAD_AFTER and connection.lrem(
                 queue.intermediate_queue_key, 0, job_id
             ):
-                recovered += _requeue(connection, queue, job_id)
+                recovered += _requeue(connection, queue, job_id, max_recoveries)
     _forget(connection, dead)
     return recovered
 
@@ -172,8 +187,8 @@ def _is_dead(connection: Redis, name: str, dead: set[str], beating: set[str]) ->
     return not connection.exists(BaseWorker.redis_worker_namespace_prefix + name)
 
 
-def _requeue(connection: Redis, queue: Queue, job_id: str) -> list[str]:
-    """Put the job at the front of its queue ([its id]), or fail it after MAX_RECOVERIES ([])."""
+def _requeue(connection: Redis, queue: Queue, job_id: str, max_recoveries: int) -> list[str]:
+    """Put the job at the front of its queue ([its id]), or fail it after max_recoveries ([])."""
     queue.intermediate_queue.remove(job_id)
     connection.delete(keys.job_orphaned(job_id))
     try:
@@ -183,7 +198,7 @@ def _requeue(connection: Redis, queue: Queue, job_id: str) -> list[str]:
     if job.get_status(refresh=False) in ENDED:
         return []
     recoveries = int(job.meta.get("recoveries", 0)) + 1
-    if recoveries > MAX_RECOVERIES:
+    if recoveries > max_recoveries:
         _fail(connection, queue, job, recoveries - 1)
         return []
     job.meta["recoveries"] = recoveries

@@ -17,16 +17,15 @@ from rq.serializers import JSONSerializer
 from rq.utils import now
 from threadpoolctl import threadpool_limits
 
+from config import settings
+from config.settings import DEFAULTS, Settings
 from store import jobstats, keys
 from worker import jobs, recovery, streams
 from worker.queues import ClaimingQueue
 
-# An idle worker's RQ key expires WORKER_TTL + 60 s after its last heartbeat; /readyz stops
-# counting a killed worker sooner, when its lifeline beat stops (worker.recovery).
-WORKER_TTL = 30
-
 # Standalone heartbeats closer together than this are skipped: the worker key lives
-# WORKER_TTL + 60 s, and RQ sends several per job (two round trips each).
+# DIGITS_WORKER_TTL + 60 s, and RQ sends several per job (two round trips each). Not a
+# setting: it only trims RQ's writes, far inside any TTL an operator would choose.
 HEARTBEAT_INTERVAL = timedelta(seconds=1)
 
 log = logging.getLogger(__name__)
@@ -72,8 +71,12 @@ class Worker(SimpleWorker):
         return finished
 
 
-def build(connection: Redis) -> Worker:
-    """Return a non-forking worker on both queues, single requests first."""
+def build(connection: Redis, worker_ttl: int = DEFAULTS["DIGITS_WORKER_TTL"]) -> Worker:
+    """Return a non-forking worker on both queues, single requests first.
+
+    An idle worker's RQ key expires `worker_ttl` + 60 s after its last heartbeat; /readyz
+    stops counting a killed worker sooner, when its lifeline beat stops (worker.recovery).
+    """
     queues = [
         ClaimingQueue(name, connection=connection, serializer=JSONSerializer)
         for name in (keys.PREDICT_QUEUE, keys.BATCH_QUEUE)
@@ -82,41 +85,43 @@ def build(connection: Redis) -> Worker:
         queues,
         connection=connection,
         serializer=JSONSerializer,
-        worker_ttl=WORKER_TTL,
+        worker_ttl=worker_ttl,
         queue_class=ClaimingQueue,
     )
 
 
-def run(
-    connection: Redis,
-    burst: bool = False,
-    logging_level: str = "WARNING",
-    blas_threads: int | None = 1,
-) -> bool:
+def run(connection: Redis, config: Settings | None = None, burst: bool = False) -> bool:
     """Preload the current model, then work; return whether any job ran.
 
-    Workers scale by process, one per core: a BLAS pool per worker on top of that
-    oversubscribes the cores (measured 10x slower per job under load), so it defaults to 1.
-    A worker that loses Redis (or finds none) waits for it and starts over, under a new name.
+    `config` is `config.settings.load()` unless given. Workers scale by process, one per
+    core: a BLAS pool per worker on top of that oversubscribes the cores (measured 10x slower
+    per job under load), so DIGITS_BLAS_THREADS defaults to 1. A worker that loses Redis (or
+    finds none) waits for it and starts over, under a new name.
     """
-    with threadpool_limits(limits=blas_threads):
+    config = settings.load() if config is None else config
+    with threadpool_limits(limits=config["DIGITS_BLAS_THREADS"]):
         worked = False
         while True:
-            ran, stopping = _work_once(connection, burst, logging_level)
+            ran, stopping = _work_once(connection, config, burst)
             worked = worked or ran
             if burst or stopping or not _reconnect(connection):
                 return worked
 
 
-def _work_once(connection: Redis, burst: bool, logging_level: str) -> tuple[bool, bool]:
+def _work_once(connection: Redis, config: Settings, burst: bool) -> tuple[bool, bool]:
     """Run one worker until it ends or loses Redis: (whether a job ran, whether to stop)."""
     worker: Worker | None = None
+    # RQ logs three lines per job; the JSON job line (store/jobstats.py) replaces them.
+    rq_level = "DEBUG" if config["DIGITS_LOG_LEVEL"].upper() == "DEBUG" else "WARNING"
     try:
-        worker = build(connection)  # RQ asks Redis about the connection already
+        worker = build(connection, config["DIGITS_WORKER_TTL"])  # RQ asks Redis already
         version = jobs.preload(connection)
         log.info("worker starting with model %s", version or "(none active yet)")
-        with recovery.Lifeline(connection, worker), _streams(connection, worker.name, burst):
-            return worker.work(burst=burst, logging_level=logging_level), worker.stopping
+        lifeline = recovery.Lifeline(
+            connection, worker, config["DIGITS_SWEEP_INTERVAL"], config["DIGITS_MAX_RECOVERIES"]
+        )
+        with lifeline, _streams(connection, worker.name, burst):
+            return worker.work(burst=burst, logging_level=rq_level), worker.stopping
     except RedisError as error:
         log.error("worker lost Redis: %s", error)
         return False, worker is not None and worker.stopping

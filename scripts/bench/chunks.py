@@ -15,6 +15,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from config.settings import DEFAULTS
 from scripts.bench.batch import add_csv_options, kaggle_test_csv
 from scripts.bench.report import load_average, median, write_section
 from scripts.bench.stack import stack
@@ -51,8 +52,6 @@ def run(args: argparse.Namespace) -> int:
 
 def table(args: argparse.Namespace, times: dict[int, list[float]]) -> str:
     """One row per chunk size, the shipped default marked."""
-    from api.config import DEFAULTS  # imports the whole API: not at `digits` start-up
-
     load = load_average()
     lines = [
         f"{args.rows:,}-row test.csv through `POST /v1/batches` -> finished -> "
