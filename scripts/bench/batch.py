@@ -22,6 +22,7 @@ from numpy.typing import NDArray
 
 import model
 from formats.kaggle_csv import write_kaggle_csv
+from formats.mnist import N_PIXELS
 from scripts.bench.report import load_average, median, write_section
 from scripts.bench.service import ROOT, measure_csv
 from scripts.bench.stack import SERVED_WEIGHTS, stack
@@ -66,10 +67,10 @@ def mnist_images(rows: int) -> NDArray[np.uint8]:
     """The first `rows` of MNIST's test then training images (random pixels without data)."""
     cache = ROOT / "data" / "mnist.npz"
     if not cache.is_file():
-        return np.random.default_rng(0).integers(0, 256, (rows, 784), dtype=np.uint8)
+        return np.random.default_rng(0).integers(0, 256, (rows, N_PIXELS), dtype=np.uint8)
     with np.load(cache, allow_pickle=False) as arrays:
-        images = np.concatenate([arrays["x_test"], arrays["x_train"]]).reshape(-1, 784)
-    return np.resize(images, (rows, 784))
+        images = np.concatenate([arrays["x_test"], arrays["x_train"]]).reshape(-1, N_PIXELS)
+    return np.resize(images, (rows, N_PIXELS))
 
 
 def table(args: argparse.Namespace, times: dict[str, list[float]]) -> str:

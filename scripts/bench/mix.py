@@ -18,6 +18,7 @@ import numpy as np
 import requests
 
 from formats.kaggle_csv import PIXEL_NAMES
+from formats.mnist import N_PIXELS
 
 TIMEOUT = 30.0  # seconds a single request may take before it counts as failed
 
@@ -51,7 +52,7 @@ class Client:
         self.answers = answers
         self.session = requests.Session()
         self.random = random.Random(seed)
-        pixels = np.random.default_rng(seed).integers(0, 256, (200, 784), dtype=np.uint8)
+        pixels = np.random.default_rng(seed).integers(0, 256, (200, N_PIXELS), dtype=np.uint8)
         self.images = pixels.tolist()
         self.csv = csv_bytes(pixels)
         self.mix: list[tuple[float, Callable[[], None]]] = [

@@ -39,6 +39,7 @@ from threadpoolctl import threadpool_limits
 
 import model
 from formats.kaggle_csv import read_kaggle_csv, write_kaggle_csv
+from formats.mnist import N_PIXELS
 from scripts.bench.report import load_average, median, write_section
 from scripts.registry import publish_file
 from scripts.submit import submit
@@ -86,8 +87,8 @@ def test_pixels(rows: int) -> NDArray[np.uint8]:
     if cache.is_file():
         with np.load(cache, allow_pickle=False) as arrays:
             images = arrays["x_test"]
-        return np.resize(images, (rows, 784))
-    return np.random.default_rng(0).integers(0, 256, (rows, 784), dtype=np.uint8)
+        return np.resize(images, (rows, N_PIXELS))
+    return np.random.default_rng(0).integers(0, 256, (rows, N_PIXELS), dtype=np.uint8)
 
 
 def free_port() -> int:
