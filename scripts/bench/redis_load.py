@@ -13,7 +13,7 @@ left is the cost of the work. Loads, in turns, `--runs` times:
 
 - single images, one client, sequential sync `POST /v1/predict` (no micro-batching);
 - single images, `--connections` connections (`wrk`, as `digits bench throughput`);
-- a `--rows` Kaggle CSV through `digits submit` (upload, progress polls, submission).
+- a `--rows` Kaggle CSV through `digits submit` (upload, its batch events, submission).
 
 From the CPU per prediction follows the rate at which one primary's main thread is busy all
 the time: the ceiling, quoted with the commands and bytes it implies.
