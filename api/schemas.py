@@ -25,6 +25,13 @@ from api.payload import N_PIXELS, SIDE
 
 MAX_COUNT = 1_000_000_000  # the largest count, maxlen or number of entries a route takes
 CLOSED = ConfigDict(extra="forbid")
+JOB_ID = "0194d1f7a3c25e1b7f0c4d9e8a6b2c31"  # the examples' ids and version
+MODEL_VERSION = "3f9a1c0d5e7b2a46"
+
+
+def closed(*examples: dict[str, Any]) -> ConfigDict:
+    """A closed shape, shown in the document with `examples` (checked against it in the tests)."""
+    return ConfigDict(extra="forbid", json_schema_extra={"examples": list(examples)})
 
 
 def setting(**keywords: str) -> Any:
@@ -114,7 +121,11 @@ class Checks(TypedDict):
     maxmemory_policy: str | None
 
 
-@with_config(CLOSED)
+@with_config(
+    closed(
+        {"error": {"code": "invalid_pixels", "message": "images[3] has 783 values, expected 784"}}
+    )
+)
 class Error(TypedDict):
     """Every error: 4xx and 5xx alike."""
 
@@ -134,14 +145,26 @@ class Document(TypedDict):
     paths: dict[str, Any]
 
 
-@with_config(CLOSED)
+@with_config(closed({"job_id": JOB_ID, "status": "queued", "status_url": f"/v1/jobs/{JOB_ID}"}))
 class JobAccepted(TypedDict):
     job_id: Id
     status: Literal["queued"]
     status_url: Url
 
 
-@with_config(CLOSED)
+@with_config(
+    closed(
+        {
+            "job_id": JOB_ID,
+            "status": "finished",
+            "labels": [7],
+            "probabilities": [[0.0, 0.0, 0.001, 0.002, 0.0, 0.0, 0.0, 0.995, 0.0, 0.002]],
+            "confidence": [0.995],
+            "uncertain": [False],
+            "model_version": MODEL_VERSION,
+        }
+    )
+)
 class JobFinished(TypedDict):
     job_id: Id
     status: Literal["finished"]

@@ -151,3 +151,14 @@ def test_declaring_costs_nothing_per_request() -> None:
     assert openapi.Operation({200: ("up", schemas.Health)})(health.healthz) is health.healthz
     answer = schemas.JobAccepted(job_id="0" * 32, status="queued", status_url="/v1/jobs/0")
     assert type(answer) is dict
+
+
+def test_every_example_in_the_document_is_its_shape(client: FlaskClient) -> None:
+    shapes_with_examples = {"Error": schemas.Error, "JobAccepted": schemas.JobAccepted}
+    shapes_with_examples["JobFinished"] = schemas.JobFinished
+    components = client.get("/openapi.json").json["components"]["schemas"]
+    shown = {name for name, schema in components.items() if "examples" in schema}
+    assert shown == shapes_with_examples.keys()
+    for name, shape in shapes_with_examples.items():
+        for example in components[name]["examples"]:
+            TypeAdapter(shape).validate_json(json.dumps(example), strict=True)
