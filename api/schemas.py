@@ -56,7 +56,7 @@ def _hex(digits: int) -> Any:
     return Field(pattern=f"^[0-9a-f]{{{digits}}}$")
 
 
-Id = Annotated[str, _hex(32), Field(description="a job or batch id (api.ids)")]
+Id = Annotated[str, _hex(32), Field(description="a job or batch id: 32 hex digits")]
 Version = Annotated[str, _hex(16), Field(description="a model version: its weights' hash")]
 Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
 Url = Annotated[str, Field(description="a path on this service")]
