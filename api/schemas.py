@@ -21,7 +21,7 @@ from pydantic import ConfigDict, Field, GetCoreSchemaHandler, with_config
 from pydantic_core import CoreSchema
 from typing_extensions import TypeAliasType, TypedDict
 
-from api.payload import N_PIXELS, SIDE
+from formats.mnist import N_PIXELS, SIDE
 
 MAX_COUNT = 1_000_000_000  # the largest count, maxlen or number of entries a route takes
 CLOSED = ConfigDict(extra="forbid")
