@@ -6,8 +6,11 @@ not change when another kind or the count changes:
     blank        nothing written: zeros with a few faint specks below the ink level
     noise        every pixel uniform in 0..hi, hi uniform in 128..255
     blocks       1-3 solid rectangles or ellipses, each side 6-28 px, grey 128-255
-    letters      A-Z and a-z in nine DejaVu faces (Debian `fonts-dejavu-core` and
-                 `fonts-dejavu-extra`), rotated up to 15 degrees
+    letters      A-Z and a-z but I, l, O and o in nine DejaVu faces (Debian
+                 `fonts-dejavu-core` and `fonts-dejavu-extra`), rotated up to 15 degrees;
+                 a bar and a ring are the shapes of a handwritten 1 and 0, which no
+                 reader of pixels can tell from them (a detector taught to flag a lone
+                 bar flags the plain "1" drawn on the page)
     two_digits   two MNIST training digits side by side (one in five: three)
     scribbles    3-5 random strokes (quadratic curves through random points), pen 5-14 px
     lines        grids and hatching: 2-6 straight lines across the field
@@ -42,7 +45,7 @@ FONTS = (
     "DejaVuSansCondensed.ttf",
     "DejaVuSerif-Italic.ttf",
 )
-LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnpqrstuvwxyz"  # no I, l, O, o: see above
 CANVAS = 112  # drawing side, px: 4x the field, like a scan the service would shrink
 SIDE = 28
 Rng = np.random.Generator

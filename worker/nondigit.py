@@ -9,7 +9,7 @@ unchanged. Its threshold is chosen on the validation digits (`model.trainer.spli
 for a stated share of digits flagged, and stored with its weights.
 
 Architecture (built from `model.layers`, NHWC): 8C5-pool-16C5-pool-64-2, 0.34 M
-multiply-adds per image against the shipped CNN's 4.0 M; it takes 0.31x the CNN's time all
+multiply-adds per image against the shipped CNN's 4.0 M; it takes 0.3-0.5x the CNN's time all
 the same, its small layers being bound by memory, not arithmetic (`digits bench uncertain`).
 """
 
