@@ -43,6 +43,15 @@ WORKER_FLAGS = {
 }
 
 
+# A 28,000-row upload is a ~50 MB body and ~22 MB of pixels. By default glibc raises its mmap
+# threshold when such a block is freed and keeps later ones in one heap per thread: the API
+# kept ~140 MB more after a few uploads and peaked over 400 MB (measured). Blocks of 4 MiB and
+# more mapped (freed for good), and two heaps for all threads: it stays at its idle size,
+# peaks ~290 MB. (A 128 KiB threshold also held it, but cost 0.5 s per upload in page faults.)
+# gunicorn runs with these unless the environment sets them.
+ALLOCATOR = {"MALLOC_MMAP_THRESHOLD_": str(4 << 20), "MALLOC_ARENA_MAX": "2"}
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `api` and `worker` subcommands."""
     loaded = settings.load()
@@ -145,8 +154,19 @@ def api_command(args: argparse.Namespace) -> int:
         return 1
     if allow:
         os.environ[eviction.OVERRIDE] = "1"  # /readyz then reports the policy, not a problem
+    metrics_dir.prepare(os.environ)  # before exec: gunicorn's processes inherit it
+    for name, value in ALLOCATOR.items():
+        os.environ.setdefault(name, value)
+    os.execv(sys.executable, gunicorn_command(config, "api:create_app()"))
+
+
+def gunicorn_command(config: Settings, app: str) -> list[str]:
+    """Return the command that serves `app` (gunicorn's "module:callable") as `digits api` does.
+
+    `config` gives the server's settings: DIGITS_HOST, PORT and the DIGITS_API_* ones.
+    """
     worker_class = config["DIGITS_API_WORKER_CLASS"]
-    command = [
+    return [
         sys.executable,
         "-m",
         "gunicorn",
@@ -164,18 +184,8 @@ def api_command(args: argparse.Namespace) -> int:
         "10",
         "--logger-class",
         "scripts.gunicorn_logging.JsonLogger",
-        "api:create_app()",
+        app,
     ]
-    metrics_dir.prepare(os.environ)  # before exec: gunicorn's processes inherit it
-    # A 28,000-row upload is a ~50 MB body and ~22 MB of pixels. By default glibc raises its
-    # mmap threshold when such a block is freed and keeps later ones in one heap per thread:
-    # the API kept ~140 MB more after a few uploads and peaked over 400 MB (measured). Blocks
-    # of 4 MiB and more mapped (freed for good), and two heaps for all threads: it stays at
-    # its idle size, peaks ~290 MB. (A 128 KiB threshold also held it, but cost 0.5 s per
-    # upload in page faults.)
-    os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", str(4 << 20))
-    os.environ.setdefault("MALLOC_ARENA_MAX", "2")
-    os.execv(sys.executable, command)
 
 
 def worker_command(args: argparse.Namespace) -> int:

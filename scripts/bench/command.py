@@ -11,6 +11,7 @@ BENCH_MODULES = [
     "scripts.bench.training",
     "scripts.bench.service",
     "scripts.bench.throughput",
+    "scripts.bench.peer",
     "scripts.bench.gunicorn",
     "scripts.bench.batch",
     "scripts.bench.csv_parse",

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
+from rq import Worker
+
 from scripts.bench.service import ROOT, free_port, private_redis
 from scripts.registry import publish_file
 from scripts.up import WEIGHTS_DIR
@@ -62,6 +64,11 @@ class Stack:
             ):
                 found["redis"].append(process)
         return found
+
+    def jobs_run(self) -> int:
+        """Count the jobs the service's workers have run so far (RQ's own counters)."""
+        workers = Worker.all(connection=connect(self.redis_url))
+        return sum(worker.successful_job_count + worker.failed_job_count for worker in workers)
 
     def cpu_seconds(self) -> dict[str, float]:
         """Return the CPU time (user + system) used so far by each role's live processes."""

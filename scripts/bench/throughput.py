@@ -24,16 +24,14 @@ from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
-from rq import Worker
 
 from scripts.bench.report import load_average, median, write_section
 from scripts.bench.service import ROOT, test_pixels
 from scripts.bench.stack import ROLES, Stack, stack
 from scripts.bench.stock_rq import Sequential, run_jobs, stock_rq
-from store.connection import connect
 
 LUA = ROOT / "scripts" / "bench" / "wrk" / "predict.lua"
 IMAGES = 1_000  # distinct request bodies the connections cycle through
@@ -129,8 +127,7 @@ def measure(
 
     With `stock_jobs`, stock RQ runs that many no-op jobs in every turn too.
     """
-    if shutil.which("wrk") is None:
-        raise SystemExit("wrk is not installed (apt-get install wrk)")
+    require_wrk()
     results: dict[str, list[Load]] = {name: [] for name in variants}
     with tempfile.TemporaryDirectory() as scratch, ExitStack() as stacks:
         bodies = write_bodies(Path(scratch) / "bodies.txt")
@@ -155,6 +152,12 @@ def measure(
         return Results(services, stock)
 
 
+def require_wrk() -> None:
+    """Stop with what to install when `wrk` is missing."""
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed (apt-get install wrk)")
+
+
 def worker_pids(service: Stack) -> set[int]:
     """Return the PIDs of the service's worker processes."""
     return {process.pid for process in service.processes()["worker"]}
@@ -175,12 +178,6 @@ def hot_path(service: Stack, pids_before: set[int]) -> HotPath:
     )
 
 
-def rq_jobs(service: Stack) -> int:
-    """Count the jobs the service's workers have run so far (RQ's own counters)."""
-    workers = Worker.all(connection=connect(service.redis_url))
-    return sum(worker.successful_job_count + worker.failed_job_count for worker in workers)
-
-
 def write_bodies(path: Path) -> Path:
     """Write one JSON request body per line, one MNIST test image each."""
     lines = (orjson.dumps({"pixels": row.tolist()}) for row in test_pixels(IMAGES))
@@ -188,11 +185,22 @@ def write_bodies(path: Path) -> Path:
     return path
 
 
-def timed_load(service: Stack, bodies: Path, args: argparse.Namespace) -> Load:
+class Served(Protocol):
+    """What a timed load reads of a running service: a stack.Stack, or a peer."""
+
+    @property
+    def url(self) -> str: ...
+
+    def cpu_seconds(self) -> dict[str, float]: ...
+
+    def jobs_run(self) -> int: ...
+
+
+def timed_load(service: Served, bodies: Path, args: argparse.Namespace) -> Load:
     """Run wrk once against `service`, with the CPU each of its roles used per request."""
-    before, jobs_before = service.cpu_seconds(), rq_jobs(service)
+    before, jobs_before = service.cpu_seconds(), service.jobs_run()
     report = wrk(service.url, bodies, args.connections, args.duration)
-    after, jobs = service.cpu_seconds(), rq_jobs(service) - jobs_before
+    after, jobs = service.cpu_seconds(), service.jobs_run() - jobs_before
     seconds = report["duration_us"] / 1e6
     answered = report["requests"] - report["not_ok"]
     requests = max(report["requests"], 1)
@@ -202,7 +210,7 @@ def timed_load(service: Stack, bodies: Path, args: argparse.Namespace) -> Load:
         p99=report["p99_us"] / 1e3,
         errors=report["not_ok"] + sum(report[kind] for kind in SOCKET_ERRORS),
         cpu={role: (after[role] - before[role]) / requests * 1e3 for role in ROLES},
-        per_job=answered / max(jobs, 1),
+        per_job=answered / jobs if jobs else 0.0,  # 0: no queue
     )
 
 
