@@ -15,9 +15,11 @@ from redis import Redis
 from test_preprocess import encode, handwritten, redraw
 
 import pictures.preprocess
+from config import settings
 from model import data
 from pictures.preprocess import preprocess
 from store import keys, streams
+from worker import runner
 from worker import streams as consumer
 from worker.streams import Consumer, Settings
 
@@ -139,17 +141,42 @@ def test_answers_are_trimmed_to_the_streams_maxlen(
 
 
 def test_streams_listed_in_the_environment_need_no_creation(
-    redis_conn: Redis, published: dict, pixels: np.ndarray
+    redis_conn: Redis, published: dict, pixels: np.ndarray, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings = Settings.from_environ(
-        {"DIGITS_STREAMS": "forms, camera", "DIGITS_STREAM_MAXLEN": "50"}
-    )
-    assert settings == Settings(("forms", "camera"), 50)
+    monkeypatch.setenv("DIGITS_STREAMS", "forms, camera")
+    monkeypatch.setenv("DIGITS_STREAM_MAXLEN", "50")
+    assert Settings.from_config() == Settings(("forms", "camera"), 50)
     add_all(redis_conn, "camera", pixels[:3])  # before any worker made its group
-    consumer.drain(redis_conn, "w1", settings)
-    consumer.drain(redis_conn, "w1", settings)
+    consumer.drain(redis_conn, "w1")  # its settings: config.settings.load()
+    consumer.drain(redis_conn, "w1")
     assert len(outputs(redis_conn, "camera")) == 3
     assert json.loads(json.dumps(outputs(redis_conn, "camera")))[0]["label"] in range(10)
+
+
+def test_stream_settings_come_from_the_one_configuration(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DIGITS_STREAMS", "forms")
+    monkeypatch.setenv("DIGITS_STREAM_MAXLEN", "50")
+    overridden = settings.load({"DIGITS_STREAMS": "camera", "DIGITS_STREAM_MAXLEN": 7})
+    assert Settings.from_config(overridden) == Settings(("camera",), 7)  # overrides come last
+    monkeypatch.delenv("DIGITS_STREAMS")
+    monkeypatch.delenv("DIGITS_STREAM_MAXLEN")
+    assert Settings.from_config() == Settings((), streams.DEFAULT_MAXLEN)
+    monkeypatch.setenv("DIGITS_STREAM_MAXLEN", "many")
+    with pytest.raises(settings.SettingError, match="DIGITS_STREAM_MAXLEN='many'"):
+        Settings.from_config()
+
+
+def test_a_worker_consumes_with_the_settings_it_was_given(
+    redis_conn: Redis, published: dict, pixels: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(consumer, "BLOCK_MS", 50)
+    config = settings.load({"DIGITS_STREAMS": "given"})
+    add_all(redis_conn, "given", pixels[:2])
+    with runner._streams(redis_conn, "w1", False, config):
+        wait_for(lambda: len(outputs(redis_conn, "given")) == 2, 20, "two answers")
+    assert [answer["id"] for answer in outputs(redis_conn, "given")] == ["img-0", "img-1"]
 
 
 def test_streams_wait_while_interactive_jobs_are_queued(

@@ -120,7 +120,7 @@ def _work_once(connection: Redis, config: Settings, burst: bool) -> tuple[bool, 
         lifeline = recovery.Lifeline(
             connection, worker, config["DIGITS_SWEEP_INTERVAL"], config["DIGITS_MAX_RECOVERIES"]
         )
-        with lifeline, _streams(connection, worker.name, burst):
+        with lifeline, _streams(connection, worker.name, burst, config):
             return worker.work(burst=burst, logging_level=rq_level), worker.stopping
     except RedisError as error:
         log.error("worker lost Redis: %s", error)
@@ -130,9 +130,13 @@ def _work_once(connection: Redis, config: Settings, burst: bool) -> tuple[bool, 
             _retire(worker)
 
 
-def _streams(connection: Redis, name: str, burst: bool) -> AbstractContextManager[None]:
+def _streams(
+    connection: Redis, name: str, burst: bool, config: Settings
+) -> AbstractContextManager[None]:
     """Consume the streams beside the RQ loop, except in burst mode (queues only)."""
-    return nullcontext() if burst else streams.consuming(connection, name)
+    if burst:
+        return nullcontext()
+    return streams.consuming(connection, name, streams.Settings.from_config(config))
 
 
 def _retire(worker: Worker) -> None:

@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -35,6 +35,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue
 
+from config import settings as config_settings
 from store import codec, keys, stream_answers, streams
 from store.stream_answers import Answer
 from store.streams import Entry
@@ -62,10 +63,16 @@ class Settings:
     maxlen: int = streams.DEFAULT_MAXLEN
 
     @classmethod
-    def from_environ(cls, environ: Mapping[str, str] = os.environ) -> Settings:
-        """Read DIGITS_STREAMS (comma-separated names) and DIGITS_STREAM_MAXLEN."""
-        maxlen = int(environ.get("DIGITS_STREAM_MAXLEN", streams.DEFAULT_MAXLEN))
-        return cls(tuple(streams.configured(environ.get("DIGITS_STREAMS", ""))), maxlen)
+    def from_config(cls, config: Mapping[str, Any] | None = None) -> Settings:
+        """Take DIGITS_STREAMS (comma-separated names) and DIGITS_STREAM_MAXLEN from `config`.
+
+        `config` is `config.settings.load()` (defaults, environment, overrides) unless given.
+        Raises config.settings.SettingError for a value of the wrong type in the environment,
+        store.streams.StreamNameError for a bad stream name.
+        """
+        found = config_settings.load() if config is None else config
+        listed = tuple(streams.configured(found["DIGITS_STREAMS"]))
+        return cls(listed, int(found["DIGITS_STREAM_MAXLEN"]))
 
 
 class Consumer:
@@ -222,7 +229,7 @@ def decode(entry: Entry) -> Decoded | str:
 
 def drain(connection: Redis, name: str, settings: Settings | None = None) -> int:
     """Answer every entry there is now, as consumer `name`; return how many were read."""
-    consumer = Consumer(connection, name, settings or Settings.from_environ())
+    consumer = Consumer(connection, name, settings or Settings.from_config())
     total = 0
     while read := consumer.step(block_ms=None):
         total += read
@@ -233,7 +240,7 @@ def drain(connection: Redis, name: str, settings: Settings | None = None) -> int
 def consuming(connection: Redis, name: str, settings: Settings | None = None) -> Iterator[None]:
     """Run a consumer named `name` in a background thread while in the block."""
     stop = threading.Event()
-    consumer = Consumer(connection, name, settings or Settings.from_environ())
+    consumer = Consumer(connection, name, settings or Settings.from_config())
     thread = threading.Thread(target=_loop, args=(consumer, stop), name="streams", daemon=True)
     thread.start()
     try:
