@@ -27,13 +27,20 @@ NO_WORKER_RETRY_AFTER = 5  # seconds: a supervisor replaces a dead worker within
 # A live worker seen this recently is trusted without asking Redis again: two round trips
 # per predict otherwise. A worker dying inside this window is covered by the queue TTL.
 LIVE_WORKER_CACHE = 1.0
+# A queue depth read this recently (an LLEN, or the one sent along with this process's last
+# enqueue) admits work without asking Redis again while it leaves room: one round trip per
+# request otherwise. Only other processes' work can be missed meanwhile; a full queue is
+# always read again, so a drained one takes work at once.
+DEPTH_FRESH = 0.1
 
 
 def admit(queue: Queue, limit: int) -> None:
     """Raise 429 when `queue` holds `limit` jobs or more; a limit of 0 admits everything."""
-    if limit <= 0:
-        return
-    depth = queue.count
+    if limit > 0:
+        _refuse_if_full(queue, queue.count, limit)
+
+
+def _refuse_if_full(queue: Queue, depth: int, limit: int) -> None:
     if depth >= limit:
         raise ApiError(
             429,
@@ -41,6 +48,28 @@ def admit(queue: Queue, limit: int) -> None:
             f"the {queue.name} queue holds {depth} jobs, its limit is {limit}; retry later",
             retry_after=RETRY_AFTER_SECONDS,
         )
+
+
+class QueueDepth:
+    """A queue's depth as this process last saw it, read again when stale or at the limit."""
+
+    def __init__(self, queue: Queue) -> None:
+        self.queue = queue
+        self._seen = (0, -float("inf"))  # (depth, monotonic time it was read)
+
+    def admit(self, limit: int) -> None:
+        """Raise 429 when the queue holds `limit` jobs or more; a limit of 0 admits everything."""
+        if limit <= 0:
+            return
+        depth, seen_at = self._seen
+        if depth >= limit or time.monotonic() - seen_at > DEPTH_FRESH:
+            depth = self.queue.count
+            self.saw(depth)
+        _refuse_if_full(self.queue, depth, limit)
+
+    def saw(self, depth: int) -> None:
+        """Remember a depth just read (an LLEN sent along with an enqueue, say)."""
+        self._seen = (depth, time.monotonic())
 
 
 class WorkerCheck:

@@ -33,7 +33,7 @@ def submit_group(services: Services, members: groups.Members, joinable: bool = T
     as long as its result would be kept.
     """
     config = services.config
-    backpressure.admit(services.predict_queue, config["DIGITS_MAX_QUEUE"])
+    services.predict_depth.admit(config["DIGITS_MAX_QUEUE"])
     ttl = config["DIGITS_RESULT_TTL"]
     queue_ttl = config["DIGITS_SYNC_QUEUE_TTL"] if joinable else ttl
     group_id = members[0][0]
@@ -50,7 +50,8 @@ def submit_group(services: Services, members: groups.Members, joinable: bool = T
         on_failure=Callback("worker.jobs.predict_group_failed"),
         pipeline=pipe,
     )
-    pipe.execute()
+    pipe.llen(services.predict_queue.key)  # the depth, for the next request's admission
+    services.predict_depth.saw(int(pipe.execute()[-1]))
 
 
 def submit_batch(

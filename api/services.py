@@ -10,7 +10,7 @@ from redis import Redis
 from rq import Queue
 from rq.serializers import JSONSerializer
 
-from api.backpressure import WorkerCheck
+from api.backpressure import QueueDepth, WorkerCheck
 from store import connection, keys
 
 
@@ -23,6 +23,7 @@ class Services:
     batch_queue: Queue
     config: dict[str, Any]
     predict_workers: WorkerCheck  # is a worker alive to answer a caller who waits?
+    predict_depth: QueueDepth  # jobs waiting on the predict queue, as last seen
 
 
 def connect(config: dict[str, Any]) -> Services:
@@ -42,6 +43,7 @@ def connect(config: dict[str, Any]) -> Services:
         batch_queue=Queue(keys.BATCH_QUEUE, connection=redis, serializer=JSONSerializer),
         config=config,
         predict_workers=WorkerCheck(predict_queue),
+        predict_depth=QueueDepth(predict_queue),
     )
 
 

@@ -7,9 +7,10 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 from flask.testing import FlaskClient
+from monitor import commands_sent
 from redis import Redis
 
-from api import create_app
+from api import backpressure, create_app
 from formats.kaggle_csv import write_kaggle_csv
 
 
@@ -72,3 +73,24 @@ def test_a_bound_of_zero_admits_everything(
     for image in pixels[:20]:
         assert client.post("/v1/jobs", json={"pixels": image.tolist()}).status_code == 202
     assert service.queued() == 20
+
+
+def test_a_fresh_depth_admits_work_without_asking_redis_again(
+    bounded: Callable[[int], FlaskClient],
+    pixels: np.ndarray,
+    redis_conn: Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    client = bounded(100)
+    body = {"pixels": pixels[0].tolist()}
+    assert client.post("/v1/jobs", json=body).status_code == 202  # reads the depth (LLEN)
+    with commands_sent(redis_conn) as sent:
+        assert client.post("/v1/jobs", json=body).status_code == 202
+    opened = sent.index("MULTI")
+    assert "LLEN" not in sent[:opened]  # no depth read before queueing ...
+    assert sent[opened:].count("LLEN") == 1  # ... only the one inside the enqueue's transaction
+
+    monkeypatch.setattr(backpressure, "DEPTH_FRESH", 0.0)  # every reading already stale
+    with commands_sent(redis_conn) as sent:
+        assert client.post("/v1/jobs", json=body).status_code == 202
+    assert sent.count("LLEN") == 2 and "LLEN" in sent[: sent.index("MULTI")]
