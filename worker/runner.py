@@ -7,6 +7,7 @@ import signal
 import threading
 from contextlib import AbstractContextManager, nullcontext
 from datetime import timedelta
+from typing import Any
 
 from redis import Redis
 from redis.client import Pipeline
@@ -41,8 +42,18 @@ class Worker(SimpleWorker):
     stopping = False  # set by SIGINT/SIGTERM: `run` must not start the worker over
     max_connection_wait_time = 5.0  # longest pause between tries to reach a lost Redis
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.tally = jobstats.Tally()  # this worker's job counters, written once a second
+
     def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
-        """Extend the worker key's TTL, at most once per HEARTBEAT_INTERVAL outside pipelines."""
+        """Extend the worker key's TTL, at most once per HEARTBEAT_INTERVAL outside pipelines.
+
+        RQ calls it after each job and every IDLE_WAIT while idle: the job counters due go
+        to Redis then.
+        """
+        if pipeline is None:
+            self.tally.flush(self.connection, due_only=True)
         last = self.last_heartbeat
         if pipeline is None and timeout is None and last and now() - last < HEARTBEAT_INTERVAL:
             return
@@ -67,7 +78,7 @@ class Worker(SimpleWorker):
         """Run the job, then log its line and add it to the service's job counters."""
         with jobs.CACHE.lock:  # the stream consumer waits (worker.streams)
             finished = super().perform_job(job, queue)
-        jobstats.report(self.connection, jobstats.measure(job, finished))
+        jobstats.report(jobstats.measure(job, finished), self.tally)
         return finished
 
 
@@ -127,6 +138,7 @@ def _work_once(connection: Redis, config: Settings, burst: bool) -> tuple[bool, 
         return False, worker is not None and worker.stopping
     finally:
         if worker is not None:
+            worker.tally.flush(connection)
             _retire(worker)
 
 
