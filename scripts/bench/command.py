@@ -24,6 +24,7 @@ BENCH_MODULES = [
     "scripts.bench.images",
     "scripts.bench.redis_load",
     "scripts.bench.stream",
+    "scripts.bench.stream_soak",
     "scripts.bench.subscribers",
     "scripts.soak",
 ]
