@@ -23,6 +23,7 @@ OVERRIDES = [
     (Worker, SimpleWorker, "prepare_job_execution"),
     (Worker, SimpleWorker, "handle_warm_shutdown_request"),
     (Worker, SimpleWorker, "set_state"),
+    (Worker, SimpleWorker, "check_for_suspension"),
     (Worker, SimpleWorker, "perform_job"),
     (ClaimingQueue, Queue, "dequeue_any"),
 ]

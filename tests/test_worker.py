@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+from monitor import commands_sent
 from redis import Redis
 from rq import SimpleWorker
 
@@ -94,4 +95,32 @@ def test_worker_skips_redundant_writes(redis_conn: Redis) -> None:
     assert redis_conn.hget(worker.key, "state") == b"marker"
     worker.set_state("busy")
     assert redis_conn.hget(worker.key, "state") == b"busy"
+    worker.register_death()
+
+
+def test_between_jobs_the_worker_asks_about_suspension_once_a_second(redis_conn: Redis) -> None:
+    worker = runner.build(redis_conn)
+    worker.register_birth()
+    with commands_sent(redis_conn) as first:
+        worker.check_for_suspension(burst=False)
+    with commands_sent(redis_conn) as second:
+        worker.check_for_suspension(burst=False)  # within HEARTBEAT_INTERVAL of the first
+    worker.register_death()
+    assert "EXISTS" in first
+    assert second == []
+
+
+def test_idle_is_written_once_the_worker_has_waited_for_work(
+    redis_conn: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    worker = runner.build(redis_conn)
+    worker.register_birth()
+    worker.set_state("busy")
+    worker.set_state("idle")  # a job ended: the next one may be taken at once
+    worker.heartbeat()
+    assert worker.get_state() == "idle"
+    assert redis_conn.hget(worker.key, "state") == b"busy"
+    monkeypatch.setattr(runner, "IDLE_WAIT", 0.0)  # as if it had waited for work that long
+    worker.heartbeat()
+    assert redis_conn.hget(worker.key, "state") == b"idle"
     worker.register_death()
