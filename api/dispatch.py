@@ -28,9 +28,9 @@ def submit_group(services: Services, members: groups.Members, joinable: bool = T
 
     The group and its job carry the first member's id; the other ids point to it, so a
     status request for any of them finds the job while it is queued. A joinable group (callers
-    waiting on /v1/predict) takes newcomers, and is dropped unrun if no worker takes it, for
-    DIGITS_SYNC_QUEUE_TTL; a closed one (a POST /v1/jobs request, whose caller polls) waits
-    as long as its result would be kept.
+    waiting on /v1/predict) takes newcomers, has its answers pushed to this process's inbox,
+    and is dropped unrun if no worker takes it, for DIGITS_SYNC_QUEUE_TTL; a closed one (a
+    POST /v1/jobs request, whose caller polls) waits as long as its result would be kept.
     """
     config = services.config
     services.predict_depth.admit(config["DIGITS_MAX_QUEUE"])
@@ -41,7 +41,7 @@ def submit_group(services: Services, members: groups.Members, joinable: bool = T
     groups.create(pipe, group_id, members, ttl, open_for=queue_ttl if joinable else 0)
     services.predict_queue.enqueue_call(
         "worker.jobs.predict_group",
-        args=[group_id, ttl],
+        args=[group_id, ttl, services.inbox.key] if joinable else [group_id, ttl],
         job_id=group_id,
         ttl=queue_ttl,
         timeout=config["DIGITS_JOB_TIMEOUT"],

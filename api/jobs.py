@@ -61,7 +61,7 @@ def answer(found: Services, pixels: NDArray[np.uint8]) -> Answer:
     )
     found.predict_workers.require()
     with microbatch.batcher().submit(pixels) as job_id:
-        result = results.wait(found.redis, job_id, wait)
+        result = found.inbox.wait(job_id, wait)
     if result is None:
         return _accepted(job_id)
     if result.error is not None:

@@ -12,6 +12,7 @@ from rq.serializers import JSONSerializer
 
 from api.backpressure import QueueDepth, WorkerCheck
 from store import connection, keys
+from store.inbox import Inbox
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,7 @@ class Services:
     config: dict[str, Any]
     predict_workers: WorkerCheck  # is a worker alive to answer a caller who waits?
     predict_depth: QueueDepth  # jobs waiting on the predict queue, as last seen
+    inbox: Inbox  # where this process's waiting callers get their answers
 
 
 def connect(config: dict[str, Any]) -> Services:
@@ -44,6 +46,7 @@ def connect(config: dict[str, Any]) -> Services:
         config=config,
         predict_workers=WorkerCheck(predict_queue),
         predict_depth=QueueDepth(predict_queue),
+        inbox=Inbox(redis),
     )
 
 

@@ -33,9 +33,9 @@ def job_result(job_id: str) -> str:
     return f"{PREFIX}job:{job_id}:result"
 
 
-def job_notify(job_id: str) -> str:
-    """Key of the list a worker pushes to when the job ends, for a blocking read."""
-    return f"{PREFIX}job:{job_id}:notify"
+def api_inbox(name: str) -> str:
+    """Key of the list an API process reads its waiting callers' answers from (store.inbox)."""
+    return f"{PREFIX}inbox:{name}"
 
 
 def job_orphaned(job_id: str) -> str:

@@ -1,9 +1,10 @@
 """Job results in Redis: written by a worker, read (or waited for) by the API.
 
 A result is one value, `<model version>:<float32 probabilities><uint8 uncertain flags>`
-(40 + 1 bytes per image) or `error:<message>`, stored under the job's result key and
-also pushed to its notify list, so a caller blocked on that list gets the answer in the
-same round trip that wakes it.
+(40 + 1 bytes per image) or `error:<message>`, stored under the job's result key. When a
+caller waits for it, the job names the inbox of the caller's API process (store.inbox) and
+the result is also pushed there, after the job id and a newline, so the caller gets the
+answer in the same round trip that wakes it.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from redis.client import Pipeline
 from store import codec, keys
 
 ERROR = b"error"
-# A caller starts waiting right after queueing the job; a push nobody took within this
-# many seconds is for a caller that has given up.
-NOTIFY_TTL = 60
+# A caller starts waiting right after queueing the job; an answer nobody took within this
+# many seconds is for a caller that has given up (or an API process that is gone).
+ANSWER_TTL = 60
+SEPARATOR = b"\n"  # between the job id and the answer in an inbox entry
 
 
 @dataclass(frozen=True)
@@ -46,36 +48,38 @@ def write(
     uncertain: NDArray[np.bool_],
     model_version: str,
     ttl: int,
+    inbox: str | None = None,
 ) -> None:
-    """Queue on `pipe` the result of a job and the wake-up of whoever waits for it."""
+    """Queue on `pipe` the result of a job, and its answer on `inbox` when a caller waits."""
     payload = (
         model_version.encode()
         + b":"
         + codec.probabilities_to_bytes(probabilities)
         + codec.flags_to_bytes(uncertain)
     )
-    _store(pipe, job_id, payload, ttl)
+    _store(pipe, job_id, payload, ttl, inbox)
 
 
-def write_error(connection: Redis, job_id: str, message: str, ttl: int) -> None:
-    """Record that a job failed, and wake whoever waits for it."""
+def write_error(
+    connection: Redis, job_id: str, message: str, ttl: int, inbox: str | None = None
+) -> None:
+    """Record that a job failed, with the answer on `inbox` when a caller waits."""
     pipe = connection.pipeline()
-    _store(pipe, job_id, ERROR + b":" + message.encode(), ttl)
+    _store(pipe, job_id, ERROR + b":" + message.encode(), ttl, inbox)
     pipe.execute()
 
 
-def _store(pipe: Pipeline, job_id: str, payload: bytes, ttl: int) -> None:
+def _store(pipe: Pipeline, job_id: str, payload: bytes, ttl: int, inbox: str | None) -> None:
     pipe.set(keys.job_result(job_id), payload, ex=ttl)
-    pipe.rpush(keys.job_notify(job_id), payload)
-    pipe.expire(keys.job_notify(job_id), NOTIFY_TTL)
+    if inbox is not None:
+        pipe.rpush(inbox, job_id.encode() + SEPARATOR + payload)
+        pipe.expire(inbox, ANSWER_TTL)
 
 
-def wait(connection: Redis, job_id: str, timeout: float) -> Result | None:
-    """Block until the job ends (its result) or `timeout` seconds pass (None)."""
-    if timeout <= 0:
-        return None
-    popped = connection.blpop([keys.job_notify(job_id)], timeout=timeout)
-    return None if popped is None else decode(codec.raw(popped[1]))
+def answered(entry: bytes) -> tuple[str, bytes]:
+    """Split an inbox entry into the job id and its stored result."""
+    job_id, _, payload = entry.partition(SEPARATOR)
+    return job_id.decode(), payload
 
 
 def read(connection: Redis, job_id: str) -> Result | None:

@@ -11,8 +11,9 @@ from redis import ConnectionPool, Redis
 
 
 @contextmanager
-def commands_sent(redis_conn: Redis) -> Iterator[list[str]]:
-    """Collect the names of the commands clients send to `redis_conn`'s database (MONITOR).
+def commands_sent(redis_conn: Redis, naming: str = "") -> Iterator[list[str]]:
+    """Collect the names of the commands clients send to `redis_conn`'s database (MONITOR),
+    only those whose text holds `naming` (a key, say) when it is given.
 
     The commands a script runs inside Redis are not sent: a script is its one EVALSHA. The
     observer has its own client, so every client of the code under test counts.
@@ -31,7 +32,8 @@ def commands_sent(redis_conn: Redis) -> Iterator[list[str]]:
                     ours = command["client_port"]
                     sent.extend(name for port, name in seen if port != ours)
                     return
-                if command["db"] == settings.get("db", 0) and command["client_type"] != "lua":
+                ours_db = command["db"] == settings.get("db", 0)
+                if ours_db and command["client_type"] != "lua" and naming in command["command"]:
                     seen.append((command["client_port"], command["command"].split(" ", 1)[0]))
 
         listener = threading.Thread(target=listen)

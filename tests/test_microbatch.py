@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 from flask import Flask
+from monitor import commands_sent
 from processes import redis_db
 from redis import Redis
 from rq import Queue
@@ -22,7 +23,7 @@ from tolerances import PROBABILITY_ATOL, PROBABILITY_RTOL
 from api import create_app, dispatch
 from api.microbatch import GroupQueue, MicroBatcher, batcher
 from api.services import services
-from store import groups, keys, results
+from store import groups, inbox, keys, results
 
 REDIS_URL = redis_db(10)  # this module's database, flushed before and after
 LONG = 60.0  # a window no test may wait out
@@ -258,6 +259,31 @@ def test_concurrent_predictions_share_one_job_and_get_their_own_answers(
     for answer in answers:
         polled = client.get(f"/v1/jobs/{answer.json['job_id']}").json
         assert polled["labels"] == answer.json["labels"]
+
+
+def test_the_callers_of_one_process_share_one_reader_of_answers(
+    redis_conn: Redis,
+    service,
+    live_worker: None,
+    published: dict,
+    pixels: np.ndarray,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(inbox, "READ_WAIT", 30)  # one blocking read outlasts the whole test
+    count = 8
+    app = make_app(20, count)
+    with commands_sent(redis_conn, naming=app.extensions["digits"].inbox.key) as sent:
+        futures = post_all(app, [{"pixels": row.tolist()} for row in pixels[:count]], WAIT)
+        wait_until(lambda: Queue(keys.PREDICT_QUEUE, connection=redis_conn).count >= 1)
+        group_id = Queue(keys.PREDICT_QUEUE, connection=redis_conn).job_ids[0]
+        wait_until(lambda: len(members_of(redis_conn, group_id)) == count)
+        service.work()
+        answers = [future.result(timeout=30) for future in futures]
+    assert [answer.json["labels"] for answer in answers] == [
+        [label] for label in service.labels("a", pixels[:count])
+    ]
+    # One blocking read took all eight answers (and the next one waits): not one per caller.
+    assert 1 <= sent.count("BLPOP") <= 2
 
 
 def model_outputs(service, pixels: np.ndarray) -> list[tuple[int, np.ndarray]]:

@@ -38,8 +38,9 @@ def preload(connection: Redis) -> str | None:
         return None
 
 
-def predict_group(group_id: str, ttl: int) -> dict[str, Any]:
-    """Label a group of requests (store.groups); store each member's share under its id."""
+def predict_group(group_id: str, ttl: int, inbox: str | None = None) -> dict[str, Any]:
+    """Label a group of requests (store.groups); store each member's share under its id, and
+    push it to `inbox` (store.inbox) when the members wait for it."""
     connection = _connection()
     group = groups.claim(connection, group_id)
     network, version = CACHE.get(connection, group.current_model)
@@ -48,7 +49,7 @@ def predict_group(group_id: str, ttl: int) -> dict[str, Any]:
     start = 0
     for job_id, images in group.members:
         share = slice(start, start + images)
-        results.write(pipe, job_id, probabilities[share], uncertain[share], version, ttl)
+        results.write(pipe, job_id, probabilities[share], uncertain[share], version, ttl, inbox)
         start += images
     groups.delete(pipe, group_id)
     pipe.execute()
@@ -79,9 +80,10 @@ def predict_group_failed(
     traceback: TracebackType | None,
 ) -> None:
     """Leave the failure message as every member's result and wake them all."""
-    group_id, ttl = job.args
+    group_id, ttl, *inbox = job.args
     for job_id in groups.member_ids(connection, group_id):
-        results.write_error(connection, job_id, _message(exc_type, exc_value), ttl)
+        message = _message(exc_type, exc_value)
+        results.write_error(connection, job_id, message, ttl, *inbox)
 
 
 def chunk_failed(
