@@ -25,28 +25,32 @@ DEAD_MAXLEN = 10_000  # dead letters kept per stream
 
 # KEYS: in, out, dead. ARGV: group, out MAXLEN, dead MAXLEN, then per input: its entry id,
 # the number of answer fields, those fields, the number of dead-letter fields, those fields.
-# Returns how many answers were written (inputs still pending, so never answered before).
+# XACK answers 1 only for an input still pending in the group, so it is the test of "never
+# answered before" as well as the acknowledgement (one command an input instead of XPENDING
+# and XACK: the profile of `digits bench stream` put 6% of a worker's time in this script).
+# Returns how many answers were written.
 _ANSWER = lua.script(
     """
-local written, i = 0, 4
+local acked, i = {}, 4
 while i <= #ARGV do
   local in_id = ARGV[i]
   local out_first = i + 2
   local out_last = out_first + tonumber(ARGV[i + 1]) - 1
   local dead_first = out_last + 2
   local dead_last = dead_first + tonumber(ARGV[out_last + 1]) - 1
-  if #redis.call('XPENDING', KEYS[1], ARGV[1], in_id, in_id, 1) > 0 then
+  if redis.call('XACK', KEYS[1], ARGV[1], in_id) == 1 then
     redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, out_first, out_last))
     if dead_last >= dead_first then
       redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, dead_first, dead_last))
     end
-    redis.call('XACK', KEYS[1], ARGV[1], in_id)
-    redis.call('XDEL', KEYS[1], in_id)
-    written = written + 1
+    acked[#acked + 1] = in_id
   end
   i = dead_last + 1
 end
-return written
+for first = 1, #acked, 1000 do
+  redis.call('XDEL', KEYS[1], unpack(acked, first, math.min(first + 999, #acked)))
+end
+return #acked
 """
 )
 
