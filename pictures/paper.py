@@ -15,6 +15,8 @@ in parallel instead).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 from numpy.typing import NDArray
@@ -36,8 +38,21 @@ MIN_INK = 0.15  # relative colour distance below which nothing is ink, however O
 LINE_SHARE = 1 / 400  # ruled and grid lines are at most twice this share of the longer side
 
 
-def ink_mask(colour: NDArray[np.float32]) -> NDArray[np.bool_]:
-    """Return where the ink is, shape (h, w), from colour planes (3, h, w) 0-255 of a page."""
+@dataclass(frozen=True)
+class Ink:
+    """A page's ink: `strength` (h, w) float32, each pixel's colour distance from the paper
+    under it relative to that paper (0: paper), and `level`, Otsu's threshold on it."""
+
+    strength: NDArray[np.float32]
+    level: float
+
+    def mask(self, share: float = 1.0) -> NDArray[np.bool_]:
+        """Return where the strength exceeds `share` x `level`, ruled and grid lines dropped."""
+        return without_lines(self.strength > share * self.level)
+
+
+def find_ink(colour: NDArray[np.float32]) -> Ink:
+    """Measure the ink of colour planes (3, h, w) 0-255 of a page; raise ImageError if blank."""
     planes = colour.reshape(3, -1)
     spread = planes.max(axis=1) - planes.min(axis=1)  # (3,)
     if float(spread.max()) < MIN_CONTRAST:
@@ -49,7 +64,7 @@ def ink_mask(colour: NDArray[np.float32]) -> NDArray[np.bool_]:
     strength = np.asarray(cv2.GaussianBlur(ink_strength(colour), (0, 0), SMOOTHING), np.float32)
     if float(strength.max()) < MIN_INK:
         raise ImageError("blank_image", "the image is blank: no digit found")
-    return without_lines(strength > max(_otsu(strength), MIN_INK))
+    return Ink(strength, max(_otsu(strength), MIN_INK))
 
 
 def _otsu(strength: NDArray[np.float32]) -> float:

@@ -8,6 +8,18 @@ ink: the biggest piece of ink not cut by the picture's edge, and the pieces near
 are not specks (unless a piece half as big lies far away: then all of them, so two marks are
 shown to the model as they are, and flagged uncertain, not read as one digit). One step
 MNIST did not need: strokes bolder than three in four MNIST digits are thinned to that width.
+
+A blurred or upscaled digit (a scan of a small form field, a low-resolution photo) is not
+bilevel: its strokes fade out from their middle, and a threshold both cuts off the faint
+parts of its loops and makes the strokes look bold, so they are thinned away. Strokes are
+told apart by their profile: a pen's or marker's ink is flat across the stroke (most of the
+thresholded pixels within 80% of the strongest), a blurred stroke peaks in its middle. A
+digit with peaked strokes keeps its grey levels: the ink connected to its strokes down to
+FAINT of Otsu's level (hysteresis thresholding, Canny 1986), scaled so the strokes' median
+strength is full ink, sized by the thresholded strokes, not thinned. Measured on pictures
+made from 300 validation digits by `digits bench images`' generator: digits reduced to 8x8
+and scaled up were read 84.0% right through the bilevel path and 92.3% through this one;
+blurred photos (98.7%) and digits reduced to 16x16 (99.3%) read as before.
 """
 
 from __future__ import annotations
@@ -20,7 +32,7 @@ from numpy.typing import NDArray
 from PIL import Image
 from scipy import ndimage
 
-from pictures.paper import ink_mask
+from pictures.paper import find_ink
 from pictures.picture import MAX_PIXELS, ImageError, decode
 
 SPECK_SHARE = 0.05  # ink pieces smaller than this share of the digit's main piece are noise
@@ -31,6 +43,9 @@ KEEP_AFTER_THINNING = 0.2  # share of the ink thinning must leave, or the glyph 
 BOX = 20  # the digit's longer side, as in MNIST
 SIDE = 28  # the field it is placed in
 CENTRE = 14.0  # where its centre of mass goes (row and column)
+FAINT = 0.5  # share of Otsu's level down to which ink touching the strokes is kept
+FLAT = 0.4  # share of a digit's pixels within 80% of its strongest above which strokes are
+# flat (measured on generated pictures: pen 0.49-0.72, marker 0.82-0.98, upscaled 8x8 0.18-0.35)
 
 __all__ = ["ImageError", "Seen", "preprocess"]
 
@@ -46,13 +61,46 @@ class Seen:
 
 
 def preprocess(data: bytes, max_pixels: int = MAX_PIXELS) -> Seen:
-    """Find the digit in an encoded image and return its MNIST-style view and crop box."""
+    """Find the digit in an encoded image and return its MNIST-style view and crop box.
+
+    Raises ImageError (undecodable, too large, blank).
+    """
     picture = decode(data, max_pixels)
-    digit = choose_digit(ink_mask(picture.colour))
-    rows, cols = np.nonzero(digit.any(axis=1))[0], np.nonzero(digit.any(axis=0))[0]
-    box = picture.box(rows[0], cols[0], rows[-1] + 1, cols[-1] + 1)
-    glyph = thin(crop(digit))
-    return Seen(place(scale(glyph)), box)
+    ink = find_ink(picture.colour)
+    digit = choose_digit(ink.mask())
+    if flat(ink.strength, digit):  # a pen's or marker's strokes: bilevel, as MNIST's scans
+        return Seen(place(scale(thin(crop(digit)))), picture.box(*bounds(digit)))
+    strokes = bounds(digit)
+    seen = hysteresis(ink.mask(FAINT), digit)
+    top, left, bottom, right = bounds(seen)
+    grey = np.clip(ink.strength[top:bottom, left:right] / np.median(ink.strength[digit]), 0, 1)
+    grey *= seen[top:bottom, left:right]
+    longer = max(strokes[2] - strokes[0], strokes[3] - strokes[1])  # sized by the strokes
+    return Seen(place(scale(grey, longer)), picture.box(top, left, bottom, right))
+
+
+def flat(strength: NDArray[np.float32], digit: NDArray[np.bool_]) -> bool:
+    """Say whether the digit's strokes are flat across (pen, marker) rather than peaked (blur).
+
+    `strength` (h, w) is the ink's, `digit` (h, w) the thresholded strokes.
+    """
+    inside = strength[digit]
+    return float((inside >= 0.8 * np.percentile(inside, 95)).mean()) >= FLAT
+
+
+def hysteresis(weak: NDArray[np.bool_], strong: NDArray[np.bool_]) -> NDArray[np.bool_]:
+    """Return the pieces of `weak` (h, w) that hold a pixel of `strong` (h, w), and `strong`."""
+    count, labels = cv2.connectedComponents(weak.view(np.uint8), connectivity=8)
+    keep = np.zeros(count, dtype=bool)
+    keep[labels[strong]] = True
+    keep[0] = False  # the paper
+    return keep[labels] | strong
+
+
+def bounds(mask: NDArray[np.bool_]) -> tuple[int, int, int, int]:
+    """Return the (top, left, bottom, right) of the mask's ink; bottom and right exclusive."""
+    rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+    return int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1
 
 
 def choose_digit(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
@@ -82,8 +130,8 @@ def choose_digit(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
 
 def crop(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
     """Cut the mask down to the bounding box of its ink."""
-    rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
-    return mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    top, left, bottom, right = bounds(mask)
+    return mask[top:bottom, left:right]
 
 
 def thin(glyph: NDArray[np.bool_]) -> NDArray[np.bool_]:
@@ -100,10 +148,11 @@ def thin(glyph: NDArray[np.bool_]) -> NDArray[np.bool_]:
     return crop(thinned)
 
 
-def scale(glyph: NDArray[np.bool_]) -> NDArray[np.float32]:
-    """Resize the cropped ink so its longer side is BOX pixels, anti-aliased, range 0-1."""
+def scale(glyph: NDArray[np.bool_] | NDArray[np.float32], longer: int = 0) -> NDArray[np.float32]:
+    """Resize a cropped glyph (h, w) of ink 0-1 so `longer` pixels (default: its longer side)
+    become BOX pixels, anti-aliased (Lanczos); range 0-1, float32."""
     height, width = glyph.shape
-    factor = BOX / max(height, width)
+    factor = BOX / (longer or max(height, width))
     size = (max(1, round(width * factor)), max(1, round(height * factor)))
     image = Image.fromarray(glyph.astype(np.float32), "F")
     return np.clip(np.asarray(image.resize(size, Image.Resampling.LANCZOS)), 0.0, 1.0)
