@@ -68,9 +68,10 @@ def preprocess(data: bytes, max_pixels: int = MAX_PIXELS) -> Seen:
     picture = decode(data, max_pixels)
     ink = find_ink(picture.colour)
     digit = choose_digit(ink.mask())
-    if flat(ink.strength, digit):  # a pen's or marker's strokes: bilevel, as MNIST's scans
-        return Seen(place(scale(thin(crop(digit)))), picture.box(*bounds(digit)))
     strokes = bounds(digit)
+    if flat(ink.strength, digit):  # a pen's or marker's strokes: bilevel, as MNIST's scans
+        top, left, bottom, right = strokes
+        return Seen(place(scale(thin(digit[top:bottom, left:right]))), picture.box(*strokes))
     seen = hysteresis(ink.mask(FAINT), digit)
     top, left, bottom, right = bounds(seen)
     grey = np.clip(ink.strength[top:bottom, left:right] / np.median(ink.strength[digit]), 0, 1)
